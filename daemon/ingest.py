@@ -1,0 +1,385 @@
+"""Tailer + parser + store: turn new transcript bytes into ledger rows, exactly once.
+
+Contract: for every batch of complete lines, the merged request rows and the file's new offset commit in
+one transaction, so a crash at any point leaves a state from which a rerun reaches the same totals as a
+clean run. Copies of one request (streamed lines, resumed/forked sessions, agent_progress embeds, other
+roots) merge by key: the highest `copy_rank` supplies the fields, the earliest timestamp is kept.
+`/btw` sidechain replays of a main-chain message under another requestId are not requests (FORMAT-NOTES 5.2),
+whichever copy is read first.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .models import SourceFile
+from .pricing import Pricer, default_pricer
+from .store import REQUEST_COLUMNS, Store
+from .tailer import Change, Snapshot, classify, fingerprints, read_lines, DEFAULT_BATCH_BYTES
+from .transcript import LineKind, UsageRecord, parse_line
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes done, bytes to do) while catching up."""
+
+_COL = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
+_I_KEY, _I_MID, _I_RID, _I_SIDE = _COL["key"], _COL["message_id"], _COL["request_id"], _COL["is_sidechain"]
+_I_TS, _I_RANK = _COL["ts_ms"], _COL["copy_rank"]
+_SKIP_DIRS = {"tool-results"}
+
+
+@dataclass
+class IngestSummary:
+    """What one catch-up did."""
+
+    files_seen: int = 0
+    files_read: int = 0
+    files_missing: int = 0
+    files_reset: int = 0
+    new_requests: int = 0
+    updated_requests: int = 0
+    skipped_lines: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.files_seen} files ({self.files_read} read), {self.new_requests} new requests, "
+                f"{self.updated_requests} updated, {self.skipped_lines} skipped lines, "
+                f"{self.bytes_read / 1e6:.1f} MB in {self.seconds:.2f} s")
+
+
+def is_transcript(name: str) -> bool:
+    """A `*.jsonl` transcript, not the subagent lifecycle journal."""
+    return name.endswith(".jsonl") and name != "journal.jsonl"
+
+
+def discover(roots: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Every transcript under `<root>/projects/**`, as (root, canonical path), each file once.
+
+    Follows symlinked directories but never the same directory twice (no loops); files reachable by
+    two paths (symlinks, overlapping roots) are returned once, by (device, inode).
+    """
+    found: list[tuple[Path, str]] = []
+    seen_files: set[tuple[int, int]] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        stack = [str(root / "projects")]
+        while stack:
+            directory = stack.pop()
+            try:
+                st = os.stat(directory)
+                if (st.st_dev, st.st_ino) in seen_dirs:
+                    continue
+                seen_dirs.add((st.st_dev, st.st_ino))
+                entries = list(os.scandir(directory))
+            except OSError as exc:
+                log.warning("cannot read %s: %s", directory, exc)
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=True):
+                        if entry.name not in _SKIP_DIRS:
+                            stack.append(entry.path)
+                    elif is_transcript(entry.name) and entry.is_file(follow_symlinks=True):
+                        est = entry.stat(follow_symlinks=True)
+                        ident = (est.st_dev, est.st_ino)
+                        if ident not in seen_files:
+                            seen_files.add(ident)
+                            found.append((root, os.path.realpath(entry.path)))
+                except OSError:
+                    continue
+    found.sort(key=lambda rp: rp[1])
+    return found
+
+
+def _project_fallback(root: Path, path: str) -> str:
+    """The project directory name, used only when a line has no `cwd` (the name is lossy, FORMAT-NOTES 1.2)."""
+    try:
+        rel = Path(path).relative_to(root / "projects")
+        return rel.parts[0] if len(rel.parts) > 1 else ""
+    except ValueError:
+        return ""
+
+
+class Ingester:
+    """Reads transcripts under `roots` into `store`. One per process; not thread-safe (one writer)."""
+
+    def __init__(self, store: Store, roots: Sequence[Path], *, host: str, pricer: Pricer | None = None,
+                 batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+        self.store = store
+        self.roots = list(roots)
+        self.host = host
+        self.os_user = _os_user()
+        self.pricer = pricer or default_pricer()
+        self.batch_bytes = batch_bytes
+
+    # ---- public
+    def catch_up(self, progress: Progress | None = None) -> IngestSummary:
+        """Discover every transcript, read what changed, and mark vanished files missing."""
+        started = time.monotonic()
+        summary = IngestSummary()
+        files = discover(self.roots)
+        summary.files_seen = len(files)
+        known = {f.path: f for f in self.store.files(self.host)}
+        work: list[tuple[Path, str, SourceFile | None, Change, os.stat_result]] = []
+        total = 0
+        for root, path in files:
+            state = known.pop(path, None)
+            change, st = classify(path, _snapshot(state))
+            if change in (Change.UNCHANGED, Change.GONE) or st is None:
+                continue
+            start = 0 if change in (Change.NEW, Change.RESET) or state is None else state.offset
+            total += max(0, st.st_size - start)
+            work.append((root, path, state, change, st))
+        done = 0
+        for root, path, state, change, st in work:
+            done_before = summary.bytes_read
+            self._ingest(root, path, state, change, st, summary,
+                         (lambda n: progress(done + n, total)) if progress else None)
+            done += summary.bytes_read - done_before
+        for state in known.values():           # tracked but no longer found under any root
+            if not state.missing:
+                self._mark_missing(state)
+                summary.files_missing += 1
+        summary.seconds = time.monotonic() - started
+        if progress:
+            progress(total, total)
+        return summary
+
+    def ingest_path(self, path: str) -> IngestSummary:
+        """Read one file (a watcher hint). Unknown roots and non-transcripts are ignored."""
+        summary = IngestSummary()
+        real = os.path.realpath(path)
+        root = next((r for r in self.roots if real.startswith(str(r / "projects") + os.sep)), None)
+        if root is None or not is_transcript(os.path.basename(real)):
+            return summary
+        state = self.store.file_state(self.host, real)
+        change, st = classify(real, _snapshot(state))
+        if change is Change.GONE:
+            if state is not None and not state.missing:
+                self._mark_missing(state)
+                summary.files_missing += 1
+            return summary
+        if change is Change.UNCHANGED or st is None:
+            return summary
+        started = time.monotonic()
+        self._ingest(root, real, state, change, st, summary, None)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    # ---- one file
+    def _ingest(self, root: Path, path: str, state: SourceFile | None, change: Change, st: os.stat_result,
+                summary: IngestSummary, progress: Callable[[int], None] | None) -> None:
+        reset = change is Change.RESET
+        if reset:
+            summary.files_reset += 1
+            log.info("re-reading %s from the start (truncated, rewritten or replaced)", path)
+        start = 0 if (reset or state is None) else state.offset
+        line_no = 1 if (reset or state is None) else state.lines + 1
+        fallback_project = _project_fallback(root, path)
+        last_ts = int(st.st_mtime_ns // 1_000_000)
+        bad_first: int | None = None
+        bad_count = 0
+        summary.files_read += 1
+        try:
+            f = open(path, "rb")
+        except OSError as exc:
+            summary.errors.append(f"{path}: {exc}")
+            log.warning("cannot open %s: %s", path, exc)
+            return
+        with f:
+            wrote_any = False
+            for batch in read_lines(f, start, line_no, batch_bytes=self.batch_bytes):
+                records: dict[str, UsageRecord] = {}
+                skipped = batch.oversized
+                for i, raw in enumerate(batch.lines):
+                    parsed = parse_line(raw)
+                    if parsed.kind is LineKind.MALFORMED:
+                        skipped += 1
+                        if bad_first is None:
+                            bad_first = batch.first_line_no + i
+                        continue
+                    record = parsed.record
+                    if record is None:
+                        continue
+                    if record.ts_ms is None:
+                        record.ts_ms = last_ts
+                    else:
+                        last_ts = record.ts_ms
+                    if not record.project:
+                        record.project = fallback_project
+                    _merge_into(records, record)
+                bad_count += skipped
+                head, tail = fingerprints(f, batch.end)
+                applied = self._commit(path, str(root), state, reset and not wrote_any, start, st, batch.end,
+                                       batch.read_to, head, tail, batch.first_line_no + len(batch.lines) - 1,
+                                       skipped, records, summary)
+                if applied is None:        # another writer moved this file on; the next pass resumes
+                    log.info("skipping %s: its offset was advanced by another writer", path)
+                    return
+                state = applied
+                wrote_any = True
+                summary.bytes_read += batch.end - start
+                start = batch.end
+                summary.skipped_lines += skipped
+                if progress:
+                    progress(summary.bytes_read)
+            if not wrote_any:
+                # nothing complete to read (only a partial line arrived): remember size/mtime so the
+                # file is not re-examined until it changes again
+                self._touch(path, str(root), state, reset, st, f)
+        if bad_count:
+            log.warning("%s: skipped %d unreadable line(s) (first at line %s)", path, bad_count,
+                        bad_first if bad_first is not None else "?")
+
+    def _commit(self, path: str, root: str, state: SourceFile | None, reset: bool, start: int,
+                st: os.stat_result, end: int, read_to: int, head: str, tail: str, last_line_no: int,
+                skipped: int, records: dict[str, UsageRecord], summary: IngestSummary) -> SourceFile | None:
+        """Write one batch: merged rows and the file's new offset, in one transaction."""
+        now = int(time.time() * 1000)
+        with self.store.write():
+            current = self.store.file_state(self.host, path)
+            if current is None:
+                current = SourceFile(host=self.host, path=path, root=root, first_seen_ms=now)
+            elif not reset and current.offset != start:
+                return None
+            file_id = current.id
+            if file_id is None:
+                current.save()
+                file_id = current.id
+            inserted, updated = self._apply(records, file_id, now)
+            if reset:
+                current.resets = (current.resets or 0) + (1 if current.id is not None and state is not None else 0)
+                current.skipped_lines = 0
+                current.requests_seen = 0
+            current.root = root
+            current.dev, current.inode = st.st_dev, st.st_ino
+            current.size = read_to
+            current.offset = end
+            current.mtime_ns = st.st_mtime_ns
+            current.head_hash, current.tail_hash = head, tail
+            current.lines = last_line_no
+            current.skipped_lines = (current.skipped_lines or 0) + skipped
+            current.requests_seen = (current.requests_seen or 0) + len(records)
+            current.last_ingest_ms = now
+            current.missing = False
+            current.save()
+        summary.new_requests += inserted
+        summary.updated_requests += updated
+        return current
+
+    def _touch(self, path: str, root: str, state: SourceFile | None, reset: bool, st: os.stat_result, f) -> None:
+        with self.store.write():
+            current = self.store.file_state(self.host, path)
+            now = int(time.time() * 1000)
+            if current is None:
+                current = SourceFile(host=self.host, path=path, root=root, first_seen_ms=now)
+            if reset:
+                current.offset, current.lines, current.skipped_lines, current.requests_seen = 0, 0, 0, 0
+                current.resets = (current.resets or 0) + 1
+            current.head_hash, current.tail_hash = fingerprints(f, current.offset or 0)
+            current.dev, current.inode = st.st_dev, st.st_ino
+            current.size, current.mtime_ns = st.st_size, st.st_mtime_ns
+            current.missing = False
+            current.last_ingest_ms = now
+            current.save()
+
+    def _mark_missing(self, state: SourceFile) -> None:
+        with self.store.write():
+            SourceFile.update(missing=True).where(SourceFile.id == state.id).execute()
+        log.info("%s is gone; its %d request(s) stay in the ledger", state.path, state.requests_seen)
+
+    # ---- merging
+    def _row(self, r: UsageRecord, file_id: int, now: int) -> tuple:
+        price = self.pricer.price(r.model, r.input_tokens, r.output_tokens, r.cache_write_5m, r.cache_write_1h,
+                                  r.cache_read, r.speed, _utc(r.ts_ms))
+        return (r.key, r.message_id, r.request_id, r.session_id, r.agent_id, r.is_sidechain, r.embedded,
+                r.project or "", r.git_branch, r.model, r.ts_ms, r.version, r.input_tokens, r.output_tokens,
+                r.cache_write_5m, r.cache_write_1h, r.cache_read, r.web_search, r.web_fetch, r.speed,
+                r.service_tier, price.cost_usd, r.logged_cost_usd, price.priced, r.copy_rank, file_id,
+                self.host, self.os_user, now)
+
+    def _apply(self, records: dict[str, UsageRecord], file_id: int, now: int) -> tuple[int, int]:
+        """Merge batch records with the stored rows; returns (rows inserted net of btw deletions, rows updated)."""
+        if not records:
+            return 0, 0
+        store = self.store
+        # /btw replays: a sidechain copy of a main-chain message under another requestId is not a request
+        main = {r.message_id: set() for r in records.values() if not r.is_sidechain and r.message_id}
+        for r in records.values():
+            if not r.is_sidechain and r.message_id:
+                main[r.message_id].add(r.request_id)
+        side_mids = {r.message_id for r in records.values() if r.is_sidechain and r.message_id}
+        if side_mids:
+            for mid, rids in store.main_chain_request_ids(side_mids).items():
+                main.setdefault(mid, set()).update(rids)
+        drop = [k for k, r in records.items()
+                if r.is_sidechain and r.message_id in main and main[r.message_id] - {r.request_id}]
+        for k in drop:
+            del records[k]
+        deletes: list[str] = []
+        if main:
+            deletes = [row[_I_KEY] for row in store.sidechain_rows_for_messages(main.keys())
+                       if main.get(row[_I_MID]) and main[row[_I_MID]] - {row[_I_RID]}]
+        existing = store.requests_by_key(records.keys())
+        inserts: list[tuple] = []
+        updates: list[tuple] = []
+        for key, r in records.items():
+            old = existing.get(key)
+            if old is None:
+                inserts.append(self._row(r, file_id, now))
+                continue
+            if r.copy_rank > old[_I_RANK]:
+                row = list(self._row(r, file_id, now))
+                row[_I_TS] = min(old[_I_TS], r.ts_ms)
+                row[_COL["ingested_ms"]] = old[_COL["ingested_ms"]]
+                updates.append(tuple(row))
+            elif r.ts_ms < old[_I_TS]:
+                row = list(old)
+                row[_I_TS] = r.ts_ms
+                updates.append(tuple(row))
+        store.delete_requests(deletes)
+        store.insert_requests(inserts)
+        store.update_requests(updates)
+        return len(inserts) - len(deletes), len(updates)
+
+
+def _merge_into(records: dict[str, UsageRecord], record: UsageRecord) -> None:
+    """Keep one record per key within a batch: highest copy_rank (tie: the later line), earliest timestamp."""
+    old = records.get(record.key)
+    if old is None:
+        records[record.key] = record
+        return
+    earliest = min(old.ts_ms, record.ts_ms)
+    if record.copy_rank >= old.copy_rank:
+        record.ts_ms = earliest
+        records[record.key] = record
+    else:
+        old.ts_ms = earliest
+
+
+def _snapshot(state: SourceFile | None) -> Snapshot | None:
+    if state is None:
+        return None
+    return Snapshot(dev=state.dev, inode=state.inode, size=state.size, offset=state.offset,
+                    mtime_ns=state.mtime_ns, head_hash=state.head_hash, tail_hash=state.tail_hash)
+
+
+def _utc(ms: int) -> datetime:
+    """Request time for pricing (prices change over time)."""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return str(os.getuid()) if hasattr(os, "getuid") else ""

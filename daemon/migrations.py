@@ -1,0 +1,148 @@
+"""Schema migrations: an ordered list of small named functions, each applied once in its own transaction
+and recorded in the `_migrations` table (the llm/sqlite-utils pattern).
+
+Rules: never edit a migration that has shipped; append a new one. A migration declares the tables it
+creates with frozen model classes of its own, so it builds the same schema whatever `models.py` says later.
+The same list runs on SQLite and PostgreSQL (playhouse.migrate picks the dialect).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from peewee import (AutoField, BigIntegerField, BooleanField, Database, DoubleField, IntegerField, Model,
+                    TextField)
+from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[Database, SchemaMigrator], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(func: Migration) -> Migration:
+    """Register `func` as the next migration, under its function name."""
+    MIGRATIONS.append((func.__name__, func))
+    return func
+
+
+@migration
+def m001_initial(db: Database, migrator: SchemaMigrator) -> None:
+    class Frozen(Model):
+        class Meta:
+            database = db
+
+    class SourceFile(Frozen):
+        id = AutoField()
+        host = TextField()
+        path = TextField()
+        root = TextField()
+        dev = BigIntegerField(default=0)
+        inode = BigIntegerField(default=0)
+        size = BigIntegerField(default=0)
+        offset = BigIntegerField(default=0)
+        mtime_ns = BigIntegerField(default=0)
+        head_hash = TextField(default="")
+        tail_hash = TextField(default="")
+        lines = BigIntegerField(default=0)
+        skipped_lines = IntegerField(default=0)
+        requests_seen = IntegerField(default=0)
+        resets = IntegerField(default=0)
+        first_seen_ms = BigIntegerField(default=0)
+        last_ingest_ms = BigIntegerField(default=0)
+        missing = BooleanField(default=False)
+
+        class Meta:
+            table_name = "files"
+            indexes = ((("host", "path"), True),)
+
+    class Request(Frozen):
+        id = AutoField()
+        key = TextField(unique=True)
+        message_id = TextField(null=True, index=True)
+        request_id = TextField(null=True)
+        session_id = TextField(index=True)
+        agent_id = TextField(null=True)
+        is_sidechain = BooleanField(default=False)
+        embedded = BooleanField(default=False)
+        project = TextField(index=True)
+        git_branch = TextField(null=True)
+        model = TextField(index=True)
+        ts_ms = BigIntegerField(index=True)
+        version = TextField(null=True)
+        input_tokens = BigIntegerField(default=0)
+        output_tokens = BigIntegerField(default=0)
+        cache_write_5m = BigIntegerField(default=0)
+        cache_write_1h = BigIntegerField(default=0)
+        cache_read = BigIntegerField(default=0)
+        web_search = IntegerField(default=0)
+        web_fetch = IntegerField(default=0)
+        speed = TextField(null=True)
+        service_tier = TextField(null=True)
+        cost_usd = DoubleField(default=0.0)
+        logged_cost_usd = DoubleField(null=True)
+        priced = BooleanField(default=True)
+        copy_rank = BigIntegerField(default=0)
+        file_id = IntegerField(null=True)
+        host = TextField(default="")
+        os_user = TextField(default="")
+        ingested_ms = BigIntegerField(default=0)
+
+        class Meta:
+            table_name = "requests"
+
+    class Meta_(Frozen):
+        key = TextField(primary_key=True)
+        value = TextField()
+
+        class Meta:
+            table_name = "meta"
+
+    db.create_tables([SourceFile, Request, Meta_])
+
+
+@migration
+def m002_report_indexes(db: Database, migrator: SchemaMigrator) -> None:
+    """Reports filter by time and group by session/model: cover the common scans."""
+    migrate(
+        migrator.add_index("requests", ("session_id", "ts_ms"), False),
+        migrator.add_index("requests", ("file_id",), False),
+    )
+
+
+def _migrator(db: Database) -> SchemaMigrator:
+    from peewee import PostgresqlDatabase
+    if isinstance(db, PostgresqlDatabase):
+        return PostgresqlMigrator(db)
+    return SqliteMigrator(db)
+
+
+def applied(db: Database) -> list[str]:
+    """Names of the migrations already applied, in order of application."""
+    if "_migrations" not in db.get_tables():
+        return []
+    return [row[0] for row in db.execute_sql("SELECT name FROM _migrations ORDER BY applied_ms, name")]
+
+
+def run_migrations(db: Database, upto: str | None = None) -> list[str]:
+    """Apply every migration not yet recorded, in list order (stop after `upto` if given).
+
+    Returns the names applied now. Each runs in one transaction with its `_migrations` row, so a crash
+    leaves the schema at a migration boundary.
+    """
+    db.execute_sql("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR(255) PRIMARY KEY, applied_ms BIGINT NOT NULL)")
+    done = set(applied(db))
+    migrator = _migrator(db)
+    ran: list[str] = []
+    for name, func in MIGRATIONS:
+        if name not in done:
+            with db.atomic():
+                func(db, migrator)
+                db.execute_sql(f"INSERT INTO _migrations (name, applied_ms) VALUES ({db.param}, {db.param})",
+                               (name, int(time.time() * 1000)))
+            log.info("applied migration %s", name)
+            ran.append(name)
+        if name == upto:
+            break
+    return ran

@@ -1,0 +1,317 @@
+"""Queries shared by the CLI and the web API. Reads the store; never writes.
+
+Every report returns plain dicts with the token field names of DESIGN.md (`TOKEN_FIELDS`). Time is stored
+in UTC; days, weeks and months are cut in the caller's time zone. The database aggregates by 15-minute UTC
+buckets (every real UTC offset is a multiple of 15 minutes, so a bucket never straddles a local midnight)
+and Python folds buckets into local periods: exact in any zone, portable across SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from .store import Store
+
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_creation_5m_tokens",
+                "cache_creation_1h_tokens", "cache_read_tokens", "total_tokens", "requests", "cost_usd")
+BUCKET_MS = 15 * 60 * 1000
+BLOCK_MS = 5 * 3600 * 1000
+COST_MODES = ("auto", "calculate", "display")
+KINDS = ("daily", "weekly", "monthly", "sessions", "projects", "models", "blocks")
+
+_SUMS = ("SUM(input_tokens), SUM(output_tokens), SUM(cache_write_5m), SUM(cache_write_1h), "
+         "SUM(cache_read), COUNT(*), SUM({cost})")
+
+
+class ReportError(ValueError):
+    """A report parameter is invalid; `param` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def local_tz(name: str | None = None) -> dt.tzinfo:
+    """The zone named (IANA, or 'UTC'), else the machine's local zone."""
+    if name:
+        try:
+            return ZoneInfo(name)
+        except Exception as exc:
+            raise ReportError("tz", f"unknown time zone {name!r} (use an IANA name like Europe/Berlin or UTC)") from exc
+    local = dt.datetime.now().astimezone().tzinfo
+    try:
+        import tzlocal  # optional: gives the IANA zone so DST is exact for past dates
+        return tzlocal.get_localzone()
+    except Exception:
+        return local or dt.timezone.utc
+
+
+def parse_day(value: str | None, param: str) -> dt.date | None:
+    """YYYY-MM-DD or YYYYMMDD (ccusage style) -> date."""
+    if not value:
+        return None
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(value, fmt).date()
+        except ValueError:
+            continue
+    raise ReportError(param, f"{param} must be a date YYYY-MM-DD, got {value!r}")
+
+
+@dataclass
+class Filters:
+    """Which requests a report covers. Dates are local to `tz` and inclusive."""
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+    tz: dt.tzinfo = field(default_factory=lambda: dt.timezone.utc)
+    project: str | None = None     # exact path, or its last component
+    model: str | None = None       # substring of the model name
+    host: str | None = None
+    mode: str = "auto"             # cost: auto (logged costUSD else priced) | calculate | display
+
+    def __post_init__(self) -> None:
+        if self.mode not in COST_MODES:
+            raise ReportError("mode", f"mode must be one of {', '.join(COST_MODES)}")
+        if self.since and self.until and self.since > self.until:
+            raise ReportError("since", "since is after until")
+
+    def where(self, param: str) -> tuple[str, list[Any]]:
+        """SQL WHERE clause and parameters (placeholder `param`)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if self.since:
+            clauses.append(f"ts_ms >= {param}")
+            args.append(_local_midnight_ms(self.since, self.tz))
+        if self.until:
+            clauses.append(f"ts_ms < {param}")
+            args.append(_local_midnight_ms(self.until + dt.timedelta(days=1), self.tz))
+        if self.project:
+            clauses.append(f"(project = {param} OR project LIKE {param} ESCAPE '!')")
+            args += [self.project, "%/" + _like_escape(self.project)]
+        if self.model:
+            clauses.append(f"model LIKE {param} ESCAPE '!'")
+            args.append("%" + _like_escape(self.model) + "%")
+        if self.host:
+            clauses.append(f"host = {param}")
+            args.append(self.host)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def cost_sql(self) -> str:
+        return {"auto": "COALESCE(logged_cost_usd, cost_usd)", "calculate": "cost_usd",
+                "display": "COALESCE(logged_cost_usd, 0)"}[self.mode]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _local_midnight_ms(day: dt.date, tz: dt.tzinfo) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
+
+
+def empty_fields() -> dict[str, Any]:
+    return {name: (0.0 if name == "cost_usd" else 0) for name in TOKEN_FIELDS}
+
+
+def add_sums(acc: dict[str, Any], sums: Iterable[Any]) -> dict[str, Any]:
+    """Add one SQL row of _SUMS (in, out, 5m, 1h, read, count, cost) into a TOKEN_FIELDS dict."""
+    inp, out, c5, c1, cr, n, cost = (v or 0 for v in sums)
+    acc["input_tokens"] += int(inp)
+    acc["output_tokens"] += int(out)
+    acc["cache_creation_5m_tokens"] += int(c5)
+    acc["cache_creation_1h_tokens"] += int(c1)
+    acc["cache_creation_tokens"] += int(c5) + int(c1)
+    acc["cache_read_tokens"] += int(cr)
+    acc["total_tokens"] += int(inp) + int(out) + int(c5) + int(c1) + int(cr)
+    acc["requests"] += int(n)
+    acc["cost_usd"] += float(cost)
+    return acc
+
+
+def _rounded(fields: dict[str, Any]) -> dict[str, Any]:
+    fields["cost_usd"] = round(fields["cost_usd"], 6)
+    return fields
+
+
+class Reports:
+    """The report queries over one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
+        self.param = store.db.param
+
+    def _rows(self, select: str, filters: Filters, group: str = "", extra_where: str = "",
+              extra_args: list[Any] | None = None, order: str = "") -> list[tuple]:
+        where, args = filters.where(self.param)
+        if extra_where:
+            where = (where + " AND " if where else " WHERE ") + extra_where
+            args += extra_args or []
+        sql = f"SELECT {select} FROM requests{where}{group}{order}"
+        return list(self.db.execute_sql(sql, args))
+
+    def _sums(self, filters: Filters) -> str:
+        return _SUMS.format(cost=filters.cost_sql())
+
+    # ---- totals
+    def totals(self, filters: Filters) -> dict[str, Any]:
+        rows = self._rows(self._sums(filters), filters)
+        return _rounded(add_sums(empty_fields(), rows[0]))
+
+    def unpriced_models(self, filters: Filters) -> list[str]:
+        rows = self._rows("DISTINCT model", filters, extra_where=f"priced = {self.param}", extra_args=[False])
+        return sorted(r[0] for r in rows)
+
+    # ---- periods
+    def period(self, kind: str, filters: Filters) -> dict[str, Any]:
+        """daily / weekly / monthly: rows per local period with per-model breakdowns, plus totals."""
+        label = {"daily": "date", "weekly": "week", "monthly": "month"}[kind]
+        rows = self._rows(f"ts_ms / {BUCKET_MS} AS b, model, {self._sums(filters)}", filters,
+                          group=" GROUP BY b, model")
+        periods: dict[str, dict[str, Any]] = {}
+        by_model: dict[str, dict[str, dict[str, Any]]] = {}
+        cache: dict[int, str] = {}
+        tz = filters.tz
+        for bucket, model, *sums in rows:
+            bucket = int(bucket)
+            name = cache.get(bucket)
+            if name is None:
+                day = dt.datetime.fromtimestamp(bucket * BUCKET_MS / 1000, tz).date()
+                if kind == "daily":
+                    name = day.isoformat()
+                elif kind == "weekly":
+                    name = (day - dt.timedelta(days=day.weekday())).isoformat()
+                else:
+                    name = f"{day.year:04d}-{day.month:02d}"
+                cache[bucket] = name
+            add_sums(periods.setdefault(name, empty_fields()), sums)
+            add_sums(by_model.setdefault(name, {}).setdefault(model, empty_fields()), sums)
+        out = []
+        totals = empty_fields()
+        for name in sorted(periods):
+            fields = _rounded(periods[name])
+            for k in TOKEN_FIELDS:
+                totals[k] += fields[k]
+            models = by_model[name]
+            out.append({label: name, **fields, "models": sorted(models),
+                        "model_breakdowns": [{"model": m, **_rounded(models[m])} for m in sorted(models)]})
+        return {kind: out, "totals": _rounded(totals)}
+
+    # ---- groupings
+    def by_model(self, filters: Filters) -> dict[str, Any]:
+        rows = self._rows(f"model, MIN(CASE WHEN priced THEN 1 ELSE 0 END), {self._sums(filters)}", filters,
+                          group=" GROUP BY model")
+        out = [{"model": m, "priced": bool(p), **_rounded(add_sums(empty_fields(), sums))} for m, p, *sums in rows]
+        out.sort(key=lambda r: (-r["cost_usd"], -r["total_tokens"], r["model"]))
+        return {"models": out, "totals": self.totals(filters)}
+
+    def by_project(self, filters: Filters) -> dict[str, Any]:
+        rows = self._rows(f"project, COUNT(DISTINCT session_id), MIN(ts_ms), MAX(ts_ms), {self._sums(filters)}",
+                          filters, group=" GROUP BY project")
+        out = [{"project": p, "sessions": int(s), "first_ms": int(a), "last_ms": int(b),
+                "first_at": _iso(a), "last_at": _iso(b), **_rounded(add_sums(empty_fields(), sums))}
+               for p, s, a, b, *sums in rows]
+        out.sort(key=lambda r: (-r["cost_usd"], r["project"]))
+        return {"projects": out, "totals": self.totals(filters)}
+
+    def sessions(self, filters: Filters, session_id: str | None = None) -> dict[str, Any]:
+        extra, args = ("session_id = " + self.param, [session_id]) if session_id else ("", [])
+        rows = self._rows(f"session_id, MIN(ts_ms), MAX(ts_ms), COUNT(DISTINCT agent_id), {self._sums(filters)}",
+                          filters, group=" GROUP BY session_id", extra_where=extra, extra_args=args)
+        detail = self._rows("session_id, model, project, COUNT(*)", filters,
+                            group=" GROUP BY session_id, model, project", extra_where=extra, extra_args=list(args))
+        models: dict[str, set[str]] = {}
+        projects: dict[str, dict[str, int]] = {}
+        for sid, model, project, n in detail:
+            models.setdefault(sid, set()).add(model)
+            counts = projects.setdefault(sid, {})
+            counts[project] = counts.get(project, 0) + int(n)
+        out = []
+        for sid, first, last, agents, *sums in rows:
+            counts = projects.get(sid, {})
+            out.append({"session_id": sid,
+                        "project": max(counts, key=lambda p: (counts[p], p)) if counts else "",
+                        "first_ms": int(first), "last_ms": int(last), "first_at": _iso(first), "last_at": _iso(last),
+                        "duration_s": round((int(last) - int(first)) / 1000, 3),
+                        "models": sorted(models.get(sid, ())), "subagents": int(agents or 0),
+                        **_rounded(add_sums(empty_fields(), sums))})
+        out.sort(key=lambda r: r["last_ms"], reverse=True)
+        return {"sessions": out, "totals": self.totals(filters) if not session_id else
+                _sum_rows(out)}
+
+    # ---- 5-hour blocks
+    def blocks(self, filters: Filters, now_ms: int | None = None) -> dict[str, Any]:
+        """ccusage-style 5-hour billing windows: a block starts at the hour of its first request and lasts
+        5 h; a request after the block's end, or after a gap of 5 h, starts a new block. The active block
+        (now within it) gets a burn rate and a projection to its end."""
+        minute = 60_000
+        rows = self._rows(f"ts_ms / {minute} AS m, {self._sums(filters)}", filters,
+                          group=" GROUP BY m", order=" ORDER BY m")
+        now_ms = now_ms if now_ms is not None else int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        blocks: list[dict[str, Any]] = []
+        current: dict[str, Any] | None = None
+        for m, *sums in rows:
+            t = int(m) * minute
+            if current is None or t >= current["end_ms"] or t - current["last_ms"] >= BLOCK_MS:
+                start = t - t % 3_600_000
+                current = {"start_ms": start, "end_ms": start + BLOCK_MS, "first_ms": t, "last_ms": t,
+                           **empty_fields()}
+                blocks.append(current)
+            current["last_ms"] = t
+            add_sums(current, sums)
+        out = []
+        for b in blocks:
+            active = b["start_ms"] <= now_ms < b["end_ms"]
+            item = {"start": _iso(b["start_ms"]), "end": _iso(b["end_ms"]), "first_at": _iso(b["first_ms"]),
+                    "last_at": _iso(b["last_ms"]), "start_ms": b["start_ms"], "end_ms": b["end_ms"],
+                    "is_active": active, **_rounded({k: b[k] for k in TOKEN_FIELDS})}
+            if active:
+                elapsed_min = max(1.0, (now_ms - b["first_ms"]) / 60_000)
+                remaining_min = (b["end_ms"] - now_ms) / 60_000
+                tpm = b["total_tokens"] / elapsed_min
+                cph = b["cost_usd"] / elapsed_min * 60
+                item["burn_rate"] = {"tokens_per_minute": round(tpm, 1), "cost_per_hour": round(cph, 4)}
+                item["projection"] = {"total_tokens": int(b["total_tokens"] + tpm * remaining_min),
+                                      "cost_usd": round(b["cost_usd"] + cph / 60 * remaining_min, 4),
+                                      "remaining_minutes": round(remaining_min, 1)}
+            out.append(item)
+        return {"blocks": out, "totals": _sum_rows(out)}
+
+    def active_block(self, filters: Filters, now_ms: int | None = None) -> dict[str, Any] | None:
+        now_ms = now_ms if now_ms is not None else int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        recent = Filters(since=(dt.datetime.fromtimestamp(now_ms / 1000, filters.tz) - dt.timedelta(hours=11)).date(),
+                         tz=filters.tz, project=filters.project, model=filters.model, host=filters.host,
+                         mode=filters.mode)
+        for b in self.blocks(recent, now_ms)["blocks"]:
+            if b["is_active"]:
+                return b
+        return None
+
+    def report(self, kind: str, filters: Filters) -> dict[str, Any]:
+        """Dispatch by report name (one of KINDS)."""
+        if kind in ("daily", "weekly", "monthly"):
+            return self.period(kind, filters)
+        if kind == "sessions":
+            return self.sessions(filters)
+        if kind == "projects":
+            return self.by_project(filters)
+        if kind == "models":
+            return self.by_model(filters)
+        if kind == "blocks":
+            return self.blocks(filters)
+        raise ReportError("kind", f"unknown report {kind!r}; one of {', '.join(KINDS)}")
+
+
+def _sum_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    totals = empty_fields()
+    for r in rows:
+        for k in TOKEN_FIELDS:
+            totals[k] += r[k]
+    return _rounded(totals)
+
+
+def _iso(ms: Any) -> str:
+    return dt.datetime.fromtimestamp(int(ms) / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

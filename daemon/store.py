@@ -1,0 +1,191 @@
+"""Opening the ledger and the few bulk writes ingest needs, behind Peewee's database abstraction.
+
+`open_store(url)` returns a `Store` bound to SQLite (WAL, busy timeout, BEGIN IMMEDIATE writes, file mode
+0600) or PostgreSQL, with migrations applied. Bulk row writes go straight to the DB-API cursor: building a
+Peewee query per row would cost more than parsing the line it came from.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import unquote, urlparse
+
+from peewee import Database, PostgresqlDatabase, SqliteDatabase, chunked
+
+from . import migrations
+from .models import Meta_, SourceFile, database_proxy
+
+log = logging.getLogger(__name__)
+
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "key", "message_id", "request_id", "session_id", "agent_id", "is_sidechain", "embedded", "project",
+    "git_branch", "model", "ts_ms", "version", "input_tokens", "output_tokens", "cache_write_5m",
+    "cache_write_1h", "cache_read", "web_search", "web_fetch", "speed", "service_tier", "cost_usd",
+    "logged_cost_usd", "priced", "copy_rank", "file_id", "host", "os_user", "ingested_ms",
+)
+"""Column order of the row tuples `insert_requests`, `update_requests` and `requests_by_key` exchange."""
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 30_000,
+    "synchronous": "normal",
+    "cache_size": -32_000,      # 32 MB page cache
+    "temp_store": "memory",
+}
+
+_LOOKUP_CHUNK = 500
+
+
+class StoreError(Exception):
+    """The database could not be opened or is not a cctally ledger."""
+
+
+def _sqlite_path(url: str) -> str:
+    parsed = urlparse(url)
+    path = unquote(parsed.path)
+    if parsed.netloc and parsed.netloc not in ("", "localhost"):
+        path = "//" + parsed.netloc + path
+    return path
+
+
+def _ensure_private_file(path: Path) -> None:
+    """Create the SQLite file (and its dir) readable by the owner only; tighten an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    if (path.stat().st_mode & 0o777) != 0o600:
+        os.chmod(path, 0o600)
+
+
+def connect(url: str) -> Database:
+    """A Peewee database for `url` (sqlite:///path or postgresql://…), not yet connected."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        path = _sqlite_path(url)
+        if path != ":memory:":
+            _ensure_private_file(Path(path))
+        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg2"):
+        try:
+            from playhouse.db_url import connect as url_connect
+            import psycopg2  # noqa: F401
+        except ImportError as exc:
+            raise StoreError("PostgreSQL needs its driver: pip install 'cctally[postgres]'") from exc
+        return url_connect(url.replace("postgresql+psycopg2://", "postgresql://"), autorollback=True)
+    raise StoreError(f"unsupported database URL {url!r}: use a file path, sqlite:///PATH or postgresql://…")
+
+
+class Store:
+    """An open ledger. One instance per process; bulk helpers must run inside `write()`."""
+
+    def __init__(self, db: Database, url: str) -> None:
+        self.db = db
+        self.url = url
+        self.is_sqlite = isinstance(db, SqliteDatabase)
+        self.is_postgres = isinstance(db, PostgresqlDatabase)
+
+    # ---- transactions
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite): everything inside commits or nothing does."""
+        with self.db.atomic():
+            yield
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    # ---- requests
+    def _ph(self, n: int) -> str:
+        return ", ".join([self.db.param] * n)
+
+    def requests_by_key(self, keys: Iterable[str]) -> dict[str, tuple]:
+        """Existing rows (REQUEST_COLUMNS order) for these keys."""
+        found: dict[str, tuple] = {}
+        cols = ", ".join(REQUEST_COLUMNS)
+        for chunk in chunked(list(keys), _LOOKUP_CHUNK):
+            sql = f"SELECT {cols} FROM requests WHERE key IN ({self._ph(len(chunk))})"
+            for row in self.db.execute_sql(sql, chunk):
+                found[row[0]] = row
+        return found
+
+    def main_chain_request_ids(self, message_ids: Iterable[str]) -> dict[str, set[str | None]]:
+        """For each message id: the request ids of its non-sidechain rows (for the `/btw` replay rule)."""
+        out: dict[str, set[str | None]] = {}
+        for chunk in chunked(list(message_ids), _LOOKUP_CHUNK):
+            sql = (f"SELECT message_id, request_id FROM requests WHERE message_id IN ({self._ph(len(chunk))})"
+                   f" AND is_sidechain = {self.db.param}")
+            for mid, rid in self.db.execute_sql(sql, list(chunk) + [False]):
+                out.setdefault(mid, set()).add(rid)
+        return out
+
+    def sidechain_rows_for_messages(self, message_ids: Iterable[str]) -> list[tuple]:
+        """Sidechain rows (REQUEST_COLUMNS order) whose message id is one of these."""
+        rows: list[tuple] = []
+        cols = ", ".join(REQUEST_COLUMNS)
+        for chunk in chunked(list(message_ids), _LOOKUP_CHUNK):
+            sql = (f"SELECT {cols} FROM requests WHERE message_id IN ({self._ph(len(chunk))})"
+                   f" AND is_sidechain = {self.db.param}")
+            rows.extend(self.db.execute_sql(sql, list(chunk) + [True]))
+        return rows
+
+    def insert_requests(self, rows: Sequence[tuple]) -> None:
+        """Insert new rows (REQUEST_COLUMNS order); the caller guarantees the keys are new."""
+        if not rows:
+            return
+        cols = ", ".join(REQUEST_COLUMNS)
+        cursor = self.db.cursor()
+        if self.is_postgres:
+            from psycopg2.extras import execute_values
+            execute_values(cursor, f"INSERT INTO requests ({cols}) VALUES %s", rows, page_size=1000)
+        else:
+            cursor.executemany(f"INSERT INTO requests ({cols}) VALUES ({self._ph(len(REQUEST_COLUMNS))})", rows)
+
+    def update_requests(self, rows: Sequence[tuple]) -> None:
+        """Overwrite existing rows, matched by key, with these full rows (REQUEST_COLUMNS order)."""
+        if not rows:
+            return
+        sets = ", ".join(f"{c} = {self.db.param}" for c in REQUEST_COLUMNS[1:])
+        sql = f"UPDATE requests SET {sets} WHERE key = {self.db.param}"
+        self.db.cursor().executemany(sql, [tuple(r[1:]) + (r[0],) for r in rows])
+
+    def delete_requests(self, keys: Sequence[str]) -> None:
+        for chunk in chunked(list(keys), _LOOKUP_CHUNK):
+            self.db.execute_sql(f"DELETE FROM requests WHERE key IN ({self._ph(len(chunk))})", chunk)
+
+    # ---- files
+    def file_state(self, host: str, path: str) -> SourceFile | None:
+        return SourceFile.get_or_none((SourceFile.host == host) & (SourceFile.path == path))
+
+    def files(self, host: str) -> list[SourceFile]:
+        return list(SourceFile.select().where(SourceFile.host == host))
+
+    # ---- meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = Meta_.get_or_none(Meta_.key == key)
+        return row.value if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        Meta_.insert(key=key, value=value).on_conflict(conflict_target=[Meta_.key],
+                                                       update={Meta_.value: value}).execute()
+
+
+def open_store(url: str, migrate: bool = True) -> Store:
+    """Open (creating if needed) the ledger at `url`, bind the models to it and apply migrations."""
+    db = connect(url)
+    try:
+        db.connect(reuse_if_open=True)
+    except Exception as exc:  # driver-specific errors: say which database
+        raise StoreError(f"cannot open database {url}: {exc}") from exc
+    database_proxy.initialize(db)
+    if migrate:
+        migrations.run_migrations(db)
+    return Store(db, url)
+
+
+def row_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A REQUEST_COLUMNS-ordered tuple as a dict."""
+    return dict(zip(REQUEST_COLUMNS, row))

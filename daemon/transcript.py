@@ -1,0 +1,244 @@
+"""Pure parsing: the bytes of one transcript line -> one usage record, or the reason there is none.
+
+The counting rules are FORMAT-NOTES.md section 5. This module decides what a line *is*; merging copies of
+one request across lines and files is `ingest`'s job, using the `key` and `copy_rank` computed here.
+Nothing here reads files, and no prompt or response text leaves this module.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+import orjson
+
+USAGE_MARKER = b'"usage"'
+"""Every line that can carry usage contains this; others are never JSON-parsed (the cheap pre-filter)."""
+
+_MAX_INT31 = (1 << 31) - 1
+_MAX_INT30 = (1 << 30) - 1
+
+
+class LineKind(Enum):
+    """What a line turned out to be."""
+
+    REQUEST = "request"          # an assistant line (or embedded agent_progress copy) with usage
+    OTHER = "other"              # a valid line that is not a request (user, summary, synthetic, zero usage…)
+    BLANK = "blank"              # empty or whitespace only
+    MALFORMED = "malformed"      # not JSON, not an object, or a usage field of the wrong shape
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One copy of one API request's usage, as read from one line. Never holds message text."""
+
+    key: str
+    message_id: str | None
+    request_id: str | None
+    session_id: str
+    agent_id: str | None
+    is_sidechain: bool
+    embedded: bool               # read from a progress/agent_progress line, not a transcript line of its own
+    project: str | None          # the line's `cwd`
+    git_branch: str | None
+    model: str
+    ts_ms: int | None            # UTC epoch milliseconds; None when the line had no parseable timestamp
+    version: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_write_5m: int
+    cache_write_1h: int
+    cache_read: int
+    web_search: int
+    web_fetch: int
+    speed: str | None
+    service_tier: str | None
+    logged_cost_usd: float | None
+    copy_rank: int
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_write_5m + self.cache_write_1h
+                + self.cache_read)
+
+
+@dataclass(slots=True)
+class ParsedLine:
+    kind: LineKind
+    record: UsageRecord | None = None
+    invalid_utf8: bool = False
+
+
+_BLANK = ParsedLine(LineKind.BLANK)
+_OTHER = ParsedLine(LineKind.OTHER)
+_MALFORMED = ParsedLine(LineKind.MALFORMED)
+
+
+def _count(value: object) -> int:
+    """A token count: non-negative int from an int/float; anything else (null, string, bool) is 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return int(value) if value > 0 else 0
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_timestamp(value: object) -> int | None:
+    """ISO-8601 (with `Z` or an offset) -> UTC epoch milliseconds; None if absent or unparseable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:          # naive: Claude Code writes UTC
+        return int((parsed - _EPOCH_NAIVE).total_seconds() * 1000)
+    return int(parsed.timestamp() * 1000)
+
+
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
+def copy_rank(embedded: bool, output_tokens: int, total_tokens: int, has_speed: bool) -> int:
+    """Orders copies of one request; the highest wins (FORMAT-NOTES 5.5 step 4).
+
+    A direct transcript copy beats an embedded agent_progress copy; then larger output_tokens (streamed
+    placeholders lose to the final count); then larger total; then the copy with `speed` set.
+    """
+    return ((0 if embedded else 1) << 62 | min(output_tokens, _MAX_INT31) << 31
+            | min(total_tokens, _MAX_INT30) << 1 | (1 if has_speed else 0))
+
+
+def is_msg_id(message_id: str | None) -> bool:
+    """A genuine Anthropic message id (`msg_…`), unique per API response."""
+    return bool(message_id) and message_id.startswith("msg_")
+
+
+def request_key(message_id: str | None, request_id: str | None, session_id: str,
+                uuid: str | None, raw: bytes) -> str:
+    """The dedup key of FORMAT-NOTES 5.4: (message.id, requestId), else (sessionId, message.id),
+    else the line's uuid, else a hash of the line's bytes (so re-reading the same line is idempotent)."""
+    if message_id and request_id:
+        return f"m:{message_id}|r:{request_id}"
+    if message_id:
+        return f"s:{session_id}|m:{message_id}"
+    if uuid:
+        return f"u:{uuid}"
+    return "h:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def _record(line: dict, envelope: dict, raw: bytes, embedded: bool) -> ParsedLine:
+    """Build the record of an assistant-shaped `line`; `envelope` supplies cwd/session when the line lacks them."""
+    message = line.get("message")
+    if not isinstance(message, dict):
+        return _MALFORMED
+    usage = message.get("usage")
+    if usage is None:
+        return _OTHER
+    if not isinstance(usage, dict):
+        return _MALFORMED
+    raw_in, raw_out = usage.get("input_tokens"), usage.get("output_tokens")
+    if isinstance(raw_in, bool) or isinstance(raw_out, bool) or not isinstance(raw_in, (int, float)) \
+            or not isinstance(raw_out, (int, float)):
+        return _MALFORMED
+    model = _text(message.get("model")) or "unknown"
+    if model == "<synthetic>":
+        return _OTHER
+    input_tokens, output_tokens = _count(raw_in), _count(raw_out)
+    cache_read = _count(usage.get("cache_read_input_tokens"))
+    breakdown = usage.get("cache_creation")
+    c5m = c1h = 0
+    if isinstance(breakdown, dict):
+        c5m = _count(breakdown.get("ephemeral_5m_input_tokens"))
+        c1h = _count(breakdown.get("ephemeral_1h_input_tokens"))
+    creation = _count(usage.get("cache_creation_input_tokens"))
+    if creation > c5m + c1h:            # no breakdown, or a breakdown short of the total: 5m is the default TTL
+        c5m += creation - c5m - c1h
+    if input_tokens == output_tokens == cache_read == c5m == c1h == 0:
+        return _OTHER
+    tools = usage.get("server_tool_use")
+    web_search = web_fetch = 0
+    if isinstance(tools, dict):
+        web_search = _count(tools.get("web_search_requests"))
+        web_fetch = _count(tools.get("web_fetch_requests"))
+    message_id = _text(message.get("id"))
+    request_id = _text(line.get("requestId"))
+    session_id = _text(line.get("sessionId")) or _text(envelope.get("sessionId")) or ""
+    speed = _text(usage.get("speed"))
+    total = input_tokens + output_tokens + cache_read + c5m + c1h
+    agent_id = _text(line.get("agentId")) or (_text(envelope.get("agentId")) if embedded else None)
+    cost = line.get("costUSD")
+    return ParsedLine(LineKind.REQUEST, UsageRecord(
+        key=request_key(message_id, request_id, session_id, _text(line.get("uuid")), raw),
+        message_id=message_id, request_id=request_id, session_id=session_id, agent_id=agent_id,
+        is_sidechain=bool(line.get("isSidechain")) or embedded,
+        embedded=embedded,
+        project=_text(line.get("cwd")) or _text(envelope.get("cwd")),
+        git_branch=_text(line.get("gitBranch")) or _text(envelope.get("gitBranch")),
+        model=model,
+        ts_ms=parse_timestamp(line.get("timestamp")),
+        version=_text(line.get("version")) or _text(envelope.get("version")),
+        input_tokens=input_tokens, output_tokens=output_tokens, cache_write_5m=c5m, cache_write_1h=c1h,
+        cache_read=cache_read, web_search=web_search, web_fetch=web_fetch, speed=speed,
+        service_tier=_text(usage.get("service_tier")),
+        logged_cost_usd=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+        copy_rank=copy_rank(embedded, output_tokens, total, speed is not None),
+    ))
+
+
+def _loads(raw: bytes) -> tuple[object, bool]:
+    """orjson first; on invalid UTF-8 decode leniently (usage fields are ASCII) and flag it."""
+    try:
+        return orjson.loads(raw), False
+    except orjson.JSONDecodeError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return orjson.loads(raw.decode("utf-8", "replace")), True
+        raise
+
+
+def parse_line(raw: bytes) -> ParsedLine:
+    """Classify one line (without its newline; a trailing CR is tolerated).
+
+    Lines without the usage marker are checked only for shape (a `{…}` object), never JSON-parsed:
+    they cannot carry a request. Candidates become a REQUEST when they are an assistant line (or a line
+    with no `type` but a top-level `message.usage`) with numeric input/output tokens, not `<synthetic>` and
+    not all-zero; or a `progress` line whose `data.type` is `agent_progress` (its `data.message`, embedded).
+    `cost-state`, `result`, `toolUseResult` and other progress payloads are never read.
+    """
+    line = raw.strip()
+    if not line:
+        return _BLANK
+    if USAGE_MARKER not in line:
+        return _OTHER if line[:1] == b"{" and line[-1:] == b"}" else _MALFORMED
+    try:
+        obj, invalid_utf8 = _loads(line)
+    except orjson.JSONDecodeError:
+        return _MALFORMED
+    if not isinstance(obj, dict):
+        return _MALFORMED
+    kind = obj.get("type")
+    if kind == "assistant" or (kind is None and isinstance(obj.get("message"), dict)):
+        parsed = _record(obj, obj, line, embedded=False)
+    elif kind == "progress":
+        data = obj.get("data")
+        if not isinstance(data, dict) or data.get("type") != "agent_progress":
+            return _OTHER
+        inner = data.get("message")
+        if not isinstance(inner, dict) or inner.get("type", "assistant") != "assistant":
+            return _OTHER
+        envelope = dict(obj, agentId=data.get("agentId") or obj.get("agentId"))
+        parsed = _record(inner, envelope, line, embedded=True)
+        if parsed.record is not None and parsed.record.ts_ms is not None:
+            outer_ts = parse_timestamp(obj.get("timestamp"))
+            if outer_ts is not None and outer_ts < parsed.record.ts_ms:
+                parsed.record.ts_ms = outer_ts      # first-seen: the progress line may predate the copy
+    else:
+        return _OTHER
+    if invalid_utf8:
+        parsed = ParsedLine(parsed.kind, parsed.record, invalid_utf8=True)
+    return parsed
