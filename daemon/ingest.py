@@ -13,6 +13,7 @@ import getpass
 import logging
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from .models import SourceFile
 from .pricing import Pricer, default_pricer
 from .store import REQUEST_COLUMNS, Store
 from .tailer import Change, Snapshot, classify, fingerprints, read_lines, DEFAULT_BATCH_BYTES
-from .transcript import LineKind, UsageRecord, parse_line
+from .transcript import LineKind, UsageRecord, parse_line, user_line_stamp
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,11 @@ Progress = Callable[[int, int], None]
 _COL = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
 _I_KEY, _I_MID, _I_RID, _I_SIDE = _COL["key"], _COL["message_id"], _COL["request_id"], _COL["is_sidechain"]
 _I_TS, _I_RANK = _COL["ts_ms"], _COL["copy_rank"]
+_I_LAT = _COL["latency_ms"]
 _SKIP_DIRS = {"tool-results"}
+_PROMPT_MEMORY = 50_000
+"""User-line timestamps remembered for response latency (a live session's prompt and its answer are
+usually read in different passes)."""
 
 
 @dataclass
@@ -120,6 +125,7 @@ class Ingester:
         self.os_user = _os_user()
         self.pricer = pricer or default_pricer()
         self.batch_bytes = batch_bytes
+        self._prompts: OrderedDict[str, int] = OrderedDict()   # uuid -> ts of recent user lines
 
     # ---- public
     def catch_up(self, progress: Progress | None = None) -> IngestSummary:
@@ -186,6 +192,7 @@ class Ingester:
         line_no = 1 if (reset or state is None) else state.lines + 1
         fallback_project = _project_fallback(root, path)
         last_ts = int(st.st_mtime_ns // 1_000_000)
+        last_prompt: int | None = None
         bad_first: int | None = None
         bad_count = 0
         summary.files_read += 1
@@ -209,11 +216,24 @@ class Ingester:
                         continue
                     record = parsed.record
                     if record is None:
+                        if parsed.kind is LineKind.OTHER:
+                            stamp = user_line_stamp(raw)
+                            if stamp is not None:
+                                last_prompt = stamp[1]
+                                self._prompts[stamp[0]] = stamp[1]
+                                if len(self._prompts) > _PROMPT_MEMORY:
+                                    self._prompts.popitem(last=False)
                         continue
                     if record.ts_ms is None:
                         record.ts_ms = last_ts
                     else:
                         last_ts = record.ts_ms
+                    if record.parent_uuid:
+                        asked = self._prompts.get(record.parent_uuid)
+                    else:       # no parent link (some writers): the last prompt line before it in this file
+                        asked = None if record.embedded else last_prompt
+                    if asked is not None and record.ts_ms >= asked:
+                        record.latency_ms = record.ts_ms - asked
                     if not record.project:
                         record.project = fallback_project
                     _merge_into(records, record)
@@ -305,7 +325,7 @@ class Ingester:
                 r.project or "", r.git_branch, r.model, r.ts_ms, r.version, r.input_tokens, r.output_tokens,
                 r.cache_write_5m, r.cache_write_1h, r.cache_read, r.web_search, r.web_fetch, r.speed,
                 r.service_tier, price.cost_usd, r.logged_cost_usd, price.priced, r.copy_rank, file_id,
-                self.host, self.os_user, now)
+                self.host, self.os_user, now, r.latency_ms)
 
     def _apply(self, records: dict[str, UsageRecord], file_id: int, now: int) -> tuple[int, int]:
         """Merge batch records with the stored rows; returns (rows inserted net of btw deletions, rows updated)."""
@@ -337,15 +357,17 @@ class Ingester:
             if old is None:
                 inserts.append(self._row(r, file_id, now))
                 continue
+            latency = _min_known(old[_I_LAT], r.latency_ms)
             if r.copy_rank > old[_I_RANK]:
                 row = list(self._row(r, file_id, now))
-                row[_I_TS] = min(old[_I_TS], r.ts_ms)
                 row[_COL["ingested_ms"]] = old[_COL["ingested_ms"]]
-                updates.append(tuple(row))
-            elif r.ts_ms < old[_I_TS]:
+            elif r.ts_ms < old[_I_TS] or latency != old[_I_LAT]:
                 row = list(old)
-                row[_I_TS] = r.ts_ms
-                updates.append(tuple(row))
+            else:
+                continue
+            row[_I_TS] = min(old[_I_TS], r.ts_ms)
+            row[_I_LAT] = latency
+            updates.append(tuple(row))
         store.delete_requests(deletes)
         store.insert_requests(inserts)
         store.update_requests(updates)
@@ -359,11 +381,17 @@ def _merge_into(records: dict[str, UsageRecord], record: UsageRecord) -> None:
         records[record.key] = record
         return
     earliest = min(old.ts_ms, record.ts_ms)
-    if record.copy_rank >= old.copy_rank:
-        record.ts_ms = earliest
-        records[record.key] = record
-    else:
-        old.ts_ms = earliest
+    latency = _min_known(old.latency_ms, record.latency_ms)
+    keep = record if record.copy_rank >= old.copy_rank else old
+    keep.ts_ms, keep.latency_ms = earliest, latency
+    records[record.key] = keep
+
+
+def _min_known(a: int | None, b: int | None) -> int | None:
+    """The smaller of two optional values (the first copy of a response answers soonest)."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _snapshot(state: SourceFile | None) -> Snapshot | None:

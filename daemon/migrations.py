@@ -111,6 +111,56 @@ def m002_report_indexes(db: Database, migrator: SchemaMigrator) -> None:
     )
 
 
+@migration
+def m003_latency_and_processes(db: Database, migrator: SchemaMigrator) -> None:
+    """Per-request response latency; process samples (raw, kept days) and per-minute rollups (kept a year)."""
+    migrate(migrator.add_column("requests", "latency_ms", IntegerField(null=True)))
+
+    class Frozen(Model):
+        class Meta:
+            database = db
+
+    class ProcessSample(Frozen):
+        id = AutoField()
+        host = TextField()
+        ts_ms = BigIntegerField(index=True)
+        pid = IntegerField()
+        started_ms = BigIntegerField()
+        name = TextField()
+        cwd = TextField(null=True)
+        project = TextField(null=True)
+        session_id = TextField(null=True)
+        cpu_percent = DoubleField(default=0.0)
+        rss_bytes = BigIntegerField(default=0)
+        threads = IntegerField(default=0)
+        children = IntegerField(default=0)
+
+        class Meta:
+            table_name = "process_samples"
+            indexes = ((("host", "pid", "started_ms", "ts_ms"), False),)
+
+    class ProcessMinute(Frozen):
+        host = TextField()
+        minute_ms = BigIntegerField()
+        pid = IntegerField()
+        started_ms = BigIntegerField()
+        name = TextField()
+        project = TextField(null=True)
+        session_id = TextField(null=True)
+        samples = IntegerField(default=0)
+        cpu_avg = DoubleField(default=0.0)
+        cpu_max = DoubleField(default=0.0)
+        rss_avg = DoubleField(default=0.0)
+        rss_max = BigIntegerField(default=0)
+
+        class Meta:
+            table_name = "process_minutes"
+            primary_key = False
+            indexes = ((("host", "minute_ms", "pid", "started_ms"), True),)
+
+    db.create_tables([ProcessSample, ProcessMinute])
+
+
 def _migrator(db: Database) -> SchemaMigrator:
     from peewee import PostgresqlDatabase
     if isinstance(db, PostgresqlDatabase):

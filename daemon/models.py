@@ -78,6 +78,7 @@ class Request(BaseModel):
     host = TextField(default="")
     os_user = TextField(default="")
     ingested_ms = BigIntegerField(default=0)
+    latency_ms = IntegerField(null=True)          # prompt/tool-result line -> first response line
 
     class Meta:
         table_name = "requests"
@@ -93,4 +94,46 @@ class Meta_(BaseModel):
         table_name = "meta"
 
 
-ALL_MODELS = (SourceFile, Request, Meta_)
+class ProcessSample(BaseModel):
+    """One observation of one running Claude Code process (raw; kept for days)."""
+
+    id = AutoField()
+    host = TextField()
+    ts_ms = BigIntegerField(index=True)
+    pid = IntegerField()
+    started_ms = BigIntegerField()
+    name = TextField()
+    cwd = TextField(null=True)
+    project = TextField(null=True)
+    session_id = TextField(null=True)
+    cpu_percent = DoubleField(default=0.0)
+    rss_bytes = BigIntegerField(default=0)
+    threads = IntegerField(default=0)
+    children = IntegerField(default=0)
+
+    class Meta:
+        table_name = "process_samples"
+
+
+class ProcessMinute(BaseModel):
+    """Per-minute rollup of one process's samples (kept for a year)."""
+
+    host = TextField()
+    minute_ms = BigIntegerField()
+    pid = IntegerField()
+    started_ms = BigIntegerField()
+    name = TextField()
+    project = TextField(null=True)
+    session_id = TextField(null=True)
+    samples = IntegerField(default=0)
+    cpu_avg = DoubleField(default=0.0)
+    cpu_max = DoubleField(default=0.0)
+    rss_avg = DoubleField(default=0.0)
+    rss_max = BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "process_minutes"
+        primary_key = False
+
+
+ALL_MODELS = (SourceFile, Request, Meta_, ProcessSample, ProcessMinute)

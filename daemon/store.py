@@ -25,6 +25,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "git_branch", "model", "ts_ms", "version", "input_tokens", "output_tokens", "cache_write_5m",
     "cache_write_1h", "cache_read", "web_search", "web_fetch", "speed", "service_tier", "cost_usd",
     "logged_cost_usd", "priced", "copy_rank", "file_id", "host", "os_user", "ingested_ms",
+    "latency_ms",
 )
 """Column order of the row tuples `insert_requests`, `update_requests` and `requests_by_key` exchange."""
 
@@ -95,6 +96,7 @@ class Store:
             yield
 
     def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
         if not self.db.is_closed():
             self.db.close()
 
@@ -173,8 +175,19 @@ class Store:
                                                        update={Meta_.value: value}).execute()
 
 
+_OPEN: dict[str, Store] = {}
+
+
 def open_store(url: str, migrate: bool = True) -> Store:
-    """Open (creating if needed) the ledger at `url`, bind the models to it and apply migrations."""
+    """Open (creating if needed) the ledger at `url`, bind the models to it and apply migrations.
+
+    One Store per URL per process: the models are bound to one global proxy, so the daemon, its jobs and
+    the web app must share the same Database object (its connections are per thread), or a model write
+    could run on a connection outside the caller's transaction.
+    """
+    cached = _OPEN.get(url)
+    if cached is not None and database_proxy.obj is cached.db:
+        return cached
     db = connect(url)
     try:
         db.connect(reuse_if_open=True)
@@ -183,7 +196,8 @@ def open_store(url: str, migrate: bool = True) -> Store:
     database_proxy.initialize(db)
     if migrate:
         migrations.run_migrations(db)
-    return Store(db, url)
+    store = _OPEN[url] = Store(db, url)
+    return store
 
 
 def row_dict(row: Sequence[Any]) -> dict[str, Any]:

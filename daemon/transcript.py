@@ -7,6 +7,7 @@ Nothing here reads files, and no prompt or response text leaves this module.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -56,6 +57,8 @@ class UsageRecord:
     service_tier: str | None
     logged_cost_usd: float | None
     copy_rank: int
+    parent_uuid: str | None = None
+    latency_ms: int | None = None    # set by ingest when the line this response answers was seen
 
     @property
     def total_tokens(self) -> int:
@@ -186,7 +189,30 @@ def _record(line: dict, envelope: dict, raw: bytes, embedded: bool) -> ParsedLin
         service_tier=_text(usage.get("service_tier")),
         logged_cost_usd=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
         copy_rank=copy_rank(embedded, output_tokens, total, speed is not None),
+        parent_uuid=_text(line.get("parentUuid")),
     ))
+
+
+_PROMPT_MARKS = (b'"type":"user"', b'"type":"attachment"')
+_UUID_RE = re.compile(rb'"uuid":"([^"]{1,80})"')
+_TS_RE = re.compile(rb'"timestamp":"([^"]{1,40})"')
+
+
+def user_line_stamp(raw: bytes) -> tuple[str, int] | None:
+    """(uuid, UTC ms) of a `user` line (a prompt or tool result) or an `attachment` line (context sent
+    with a prompt, which a response may name as its parent), without JSON-parsing it; else None.
+
+    Only for response latency, which is a measurement, not a count: the first top-level-looking
+    `"uuid"` and `"timestamp"` keys are taken (inside JSON strings quotes are escaped, so text cannot match).
+    """
+    if _PROMPT_MARKS[0] not in raw and _PROMPT_MARKS[1] not in raw:
+        return None
+    u = _UUID_RE.search(raw)
+    t = _TS_RE.search(raw)
+    if u is None or t is None:
+        return None
+    ts = parse_timestamp(t.group(1).decode("ascii", "replace"))
+    return (u.group(1).decode("ascii", "replace"), ts) if ts is not None else None
 
 
 def _loads(raw: bytes) -> tuple[object, bool]:
