@@ -8,6 +8,7 @@ and Python folds buckets into local periods: exact in any zone, portable across 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
@@ -290,6 +291,58 @@ class Reports:
                 return b
         return None
 
+    # ---- ledger facts and single requests (web API, metrics)
+    def span(self, filters: Filters) -> dict[str, Any]:
+        """First and last request time (epoch ms, or None when empty) and the number of sessions."""
+        first, last, sessions = self._rows("MIN(ts_ms), MAX(ts_ms), COUNT(DISTINCT session_id)", filters)[0]
+        return {"first_ms": int(first) if first is not None else None,
+                "last_ms": int(last) if last is not None else None, "sessions": int(sessions or 0)}
+
+    def events(self, filters: Filters, limit: int = 100,
+               before: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """Single requests, newest first, ordered by (ts_ms, id) descending. `before` is the (ts_ms, id) of
+        the last row of the previous page: rows inserted meanwhile never shift a page (keyset pagination)."""
+        extra, args = "", []
+        if before is not None:
+            p = self.param
+            extra, args = f"ts_ms <= {p} AND (ts_ms < {p} OR id < {p})", [before[0], before[0], before[1]]
+        rows = self._rows(_REQUEST_SELECT.format(cost=filters.cost_sql()), filters, extra_where=extra,
+                          extra_args=args, order=f" ORDER BY ts_ms DESC, id DESC LIMIT {int(limit)}")
+        return [_request_dict(r) for r in rows]
+
+    def session_requests(self, session_id: str, filters: Filters) -> list[dict[str, Any]]:
+        """The requests of one session, oldest first (counts, ids, model and timing; no text)."""
+        rows = self._rows(_REQUEST_SELECT.format(cost=filters.cost_sql()), filters,
+                          extra_where=f"session_id = {self.param}", extra_args=[session_id],
+                          order=" ORDER BY ts_ms, id")
+        return [_request_dict(r) for r in rows]
+
+    def by_model_project(self, filters: Filters) -> list[dict[str, Any]]:
+        """Totals per (model, project) pair, for counters that carry both labels."""
+        rows = self._rows(f"model, project, {self._sums(filters)}", filters, group=" GROUP BY model, project")
+        return [{"model": m, "project": p, **_rounded(add_sums(empty_fields(), sums))} for m, p, *sums in rows]
+
+    def ingest_state(self) -> dict[str, Any]:
+        """What the writers left in meta: `last_ingest`, each daemon's heartbeat (`daemon:<host>`), and the
+        lines skipped as unreadable per host (sum of files.skipped_lines)."""
+        last_ingest = None
+        daemons: dict[str, Any] = {}
+        for key, value in self.db.execute_sql(
+                "SELECT key, value FROM meta WHERE key = 'last_ingest' OR key LIKE 'daemon:%'"):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                continue
+            if not isinstance(parsed, dict):
+                continue
+            if key == "last_ingest":
+                last_ingest = parsed
+            else:
+                daemons[key.split(":", 1)[1]] = parsed
+        skipped = {h: int(n or 0) for h, n in self.db.execute_sql(
+            "SELECT host, SUM(skipped_lines) FROM files GROUP BY host")}
+        return {"last_ingest": last_ingest, "daemons": daemons, "skipped_lines": skipped}
+
     def report(self, kind: str, filters: Filters) -> dict[str, Any]:
         """Dispatch by report name (one of KINDS)."""
         if kind in ("daily", "weekly", "monthly"):
@@ -303,6 +356,18 @@ class Reports:
         if kind == "blocks":
             return self.blocks(filters)
         raise ReportError("kind", f"unknown report {kind!r}; one of {', '.join(KINDS)}")
+
+
+_REQUEST_SELECT = ("id, ts_ms, session_id, agent_id, is_sidechain, project, model, host, latency_ms, "
+                   "input_tokens, output_tokens, cache_write_5m, cache_write_1h, cache_read, 1, {cost}")
+
+
+def _request_dict(row: tuple) -> dict[str, Any]:
+    rid, ts, sid, agent, side, project, model, host, latency, *sums = row
+    return {"id": int(rid), "ts": _iso(ts), "ts_ms": int(ts), "session_id": sid, "agent_id": agent,
+            "is_sidechain": bool(side), "project": project, "model": model, "host": host,
+            "latency_ms": int(latency) if latency is not None else None,
+            **_rounded(add_sums(empty_fields(), sums))}
 
 
 def _sum_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
