@@ -100,7 +100,8 @@ def read_lines(f: BinaryIO, offset: int, first_line_no: int = 1, batch_bytes: in
                max_line: int = DEFAULT_MAX_LINE) -> Iterator[LineBatch]:
     """Yield batches of complete lines from `offset` to the last `\\n` in the file.
 
-    Each batch ends on a line boundary; callers commit `batch.end` as the new offset together with
+    Each batch ends on a line boundary as soon as it holds `batch_bytes` (so at least one line, and
+    at most one line past `batch_bytes`); callers commit `batch.end` as the new offset together with
     what they derived from `batch.lines`. A final line without a newline is not yielded.
     """
     f.seek(offset)
@@ -135,18 +136,30 @@ def read_lines(f: BinaryIO, offset: int, first_line_no: int = 1, batch_bytes: in
             continue
         complete, pending = data[:cut], data[cut + 1:]
         parts = complete.split(b"\n")
-        for part in parts:
+        if batch_size + cut + 1 < batch_bytes:     # the whole chunk fits in the current batch
+            for part in parts:
+                if len(part) > max_line:
+                    oversized += 1
+                    lines.append(b"")      # keeps line numbering; an empty line is harmless
+                else:
+                    lines.append(part)
+            line_no += len(parts)
+            pos += cut + 1
+            batch_size += cut + 1
+            continue
+        last = len(parts) - 1
+        for i, part in enumerate(parts):   # cut batches inside the chunk (batch_bytes below READ_CHUNK)
             if len(part) > max_line:
                 oversized += 1
-                lines.append(b"")          # keeps line numbering; an empty line is harmless
+                lines.append(b"")
             else:
                 lines.append(part)
-        line_no += len(parts)
-        pos += cut + 1
-        batch_size += cut + 1
-        if batch_size >= batch_bytes:
-            yield LineBatch(lines, batch_first, pos, oversized, pos + len(pending))
-            lines, batch_size, oversized, batch_first = [], 0, 0, line_no
+            line_no += 1
+            pos += len(part) + 1
+            batch_size += len(part) + 1
+            if batch_size >= batch_bytes:
+                yield LineBatch(lines, batch_first, pos, oversized, pos + (len(pending) if i == last else 0))
+                lines, batch_size, oversized, batch_first = [], 0, 0, line_no
     if lines or oversized:
         yield LineBatch(lines, batch_first, pos, oversized, pos + len(pending))
 
