@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="foreground daemon: catch up, watch, sample, serve the page and API")
     p.add_argument("--no-web", action="store_true", help="do not serve HTTP")
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    p.add_argument("--host", default=os.environ.get("CCTALLY_HOST", DEFAULT_HOST),
+                   help=f"address to bind (default: CCTALLY_HOST, else {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=int(os.environ.get("CCTALLY_PORT", DEFAULT_PORT)))
     p.add_argument("--allow-remote", action="store_true", help="required to bind a non-loopback address")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -91,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "debug":        # APScheduler narrates every job run at INFO
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _open(args: argparse.Namespace):

@@ -72,11 +72,24 @@ def discover(roots: Iterable[Path]) -> list[tuple[Path, str]]:
     Follows symlinked directories but never the same directory twice (no loops); files reachable by
     two paths (symlinks, overlapping roots) are returned once, by (device, inode).
     """
+    return _walk([(root, str(root / "projects")) for root in roots])
+
+
+def discover_under(root: Path, directory: str) -> list[tuple[Path, str]]:
+    """Transcripts below `directory` when it lies inside `root`'s projects/ (else none)."""
+    real = os.path.realpath(directory)
+    base = str(root / "projects")
+    if real != base and not real.startswith(base + os.sep):
+        return []
+    return _walk([(root, real)])
+
+
+def _walk(starts: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
     found: list[tuple[Path, str]] = []
     seen_files: set[tuple[int, int]] = set()
     seen_dirs: set[tuple[int, int]] = set()
-    for root in roots:
-        stack = [str(root / "projects")]
+    for root, start in starts:
+        stack = [start]
         while stack:
             directory = stack.pop()
             try:
@@ -126,6 +139,7 @@ class Ingester:
         self.pricer = pricer or default_pricer()
         self.batch_bytes = batch_bytes
         self._prompts: OrderedDict[str, int] = OrderedDict()   # uuid -> ts of recent user lines
+        self.cancelled = False      # set from another thread to stop after the transaction in flight
 
     # ---- public
     def catch_up(self, progress: Progress | None = None) -> IngestSummary:
@@ -147,12 +161,14 @@ class Ingester:
             work.append((root, path, state, change, st))
         done = 0
         for root, path, state, change, st in work:
+            if self.cancelled:
+                break
             done_before = summary.bytes_read
             self._ingest(root, path, state, change, st, summary,
                          (lambda n: progress(done + n, total)) if progress else None)
             done += summary.bytes_read - done_before
         for state in known.values():           # tracked but no longer found under any root
-            if not state.missing:
+            if not state.missing and not self.cancelled:
                 self._mark_missing(state)
                 summary.files_missing += 1
         summary.seconds = time.monotonic() - started
@@ -180,6 +196,19 @@ class Ingester:
         self._ingest(root, real, state, change, st, summary, None)
         summary.seconds = time.monotonic() - started
         return summary
+
+    def ingest_dir(self, directory: str) -> IngestSummary:
+        """Read every transcript below a directory (a new-directory hint: its files may predate the watch)."""
+        total = IngestSummary()
+        for root in self.roots:
+            for _, path in discover_under(root, directory):
+                one = self.ingest_path(path)
+                total.files_read += one.files_read
+                total.new_requests += one.new_requests
+                total.updated_requests += one.updated_requests
+                total.skipped_lines += one.skipped_lines
+                total.bytes_read += one.bytes_read
+        return total
 
     # ---- one file
     def _ingest(self, root: Path, path: str, state: SourceFile | None, change: Change, st: os.stat_result,
@@ -252,6 +281,8 @@ class Ingester:
                 summary.skipped_lines += skipped
                 if progress:
                     progress(summary.bytes_read)
+                if self.cancelled:
+                    return
             if not wrote_any:
                 # nothing complete to read (only a partial line arrived): remember size/mtime so the
                 # file is not re-examined until it changes again
