@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, top=False)
 
     p = sub.add_parser("report", help="print a usage report")
-    p.add_argument("kind", choices=["daily", "weekly", "monthly", "sessions", "projects", "models", "blocks"])
+    p.add_argument("kind", choices=["daily", "weekly", "monthly", "sessions", "projects", "models", "blocks", "hosts"])
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON output")
     fmt.add_argument("--csv", action="store_true", help="CSV output")

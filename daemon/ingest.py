@@ -17,7 +17,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
+
+from peewee import IntegrityError
 
 from .models import SourceFile
 from .pricing import Pricer, default_pricer
@@ -35,6 +37,7 @@ _I_KEY, _I_MID, _I_RID, _I_SIDE = _COL["key"], _COL["message_id"], _COL["request
 _I_TS, _I_RANK = _COL["ts_ms"], _COL["copy_rank"]
 _I_LAT = _COL["latency_ms"]
 _SKIP_DIRS = {"tool-results"}
+_WRITE_RETRIES = 5
 _PROMPT_MEMORY = 50_000
 """User-line timestamps remembered for response latency (a live session's prompt and its answer are
 usually read in different passes)."""
@@ -291,11 +294,24 @@ class Ingester:
             log.warning("%s: skipped %d unreadable line(s) (first at line %s)", path, bad_count,
                         bad_first if bad_first is not None else "?")
 
-    def _commit(self, path: str, root: str, state: SourceFile | None, reset: bool, start: int,
-                st: os.stat_result, end: int, read_to: int, head: str, tail: str, last_line_no: int,
-                skipped: int, records: dict[str, UsageRecord], summary: IngestSummary) -> SourceFile | None:
+    def _commit(self, *args: Any) -> SourceFile | None:
+        """Write one batch (see `_commit_once`), retrying when another writer inserted one of its keys
+        first (team databases): the retry re-reads the rows and merges with them."""
+        for attempt in range(_WRITE_RETRIES):
+            try:
+                return self._commit_once(*args)
+            except IntegrityError:
+                if attempt == _WRITE_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return None
+
+    def _commit_once(self, path: str, root: str, state: SourceFile | None, reset: bool, start: int,
+                     st: os.stat_result, end: int, read_to: int, head: str, tail: str, last_line_no: int,
+                     skipped: int, records: dict[str, UsageRecord], summary: IngestSummary) -> SourceFile | None:
         """Write one batch: merged rows and the file's new offset, in one transaction."""
         now = int(time.time() * 1000)
+        records = dict(records)        # _apply drops /btw replays from it; a retry needs the original
         with self.store.write():
             current = self.store.file_state(self.host, path)
             if current is None:

@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from peewee import InterfaceError, OperationalError
 
 from .ingest import Ingester, IngestSummary
 from .store import Store
@@ -20,6 +21,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.05
+MAX_BACKOFF_S = 60.0
 
 
 class IngestWorker(threading.Thread):
@@ -40,6 +42,7 @@ class IngestWorker(threading.Thread):
         self.last_summary: IngestSummary | None = None
         self.scans = 0
         self.idle = threading.Event()
+        self._backoff = 0.0
 
     def hint(self, path: str, is_dir: bool) -> None:
         with self._cond:
@@ -78,10 +81,27 @@ class IngestWorker(threading.Thread):
             try:
                 self._process(files, dirs, scan)
                 self.last_error = None
-            except Exception as exc:   # keep the daemon alive; the next scan retries
+                self._backoff = 0.0
+            except Exception as exc:   # keep the daemon alive; offsets only moved for committed batches
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("ingest failed; will retry on the next reconcile")
+                self._retry_later(exc)
             self._beat()
+
+    def _retry_later(self, exc: Exception) -> None:
+        """A failed pass (database unreachable, disk full…) is retried with exponential backoff, 1 s to 60 s:
+        a full scan, since the hints of the failed pass are lost with it."""
+        self._backoff = min(MAX_BACKOFF_S, self._backoff * 2 or 1.0)
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            try:
+                self.store.db.close()          # reconnect on next use
+            except Exception:
+                pass
+            log.warning("database unavailable (%s); retrying in %.0f s", exc, self._backoff)
+        else:
+            log.exception("ingest failed; retrying in %.0f s", self._backoff)
+        timer = threading.Timer(self._backoff, self.request_scan)
+        timer.daemon = True
+        timer.start()
 
     def _process(self, files: dict[str, float], dirs: dict[str, float], scan: bool) -> None:
         if scan:

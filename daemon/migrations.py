@@ -181,6 +181,18 @@ def run_migrations(db: Database, upto: str | None = None) -> list[str]:
     Returns the names applied now. Each runs in one transaction with its `_migrations` row, so a crash
     leaves the schema at a migration boundary.
     """
+    from peewee import PostgresqlDatabase
+    if isinstance(db, PostgresqlDatabase):     # several daemons may start at once against one team DB
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_ID,))
+            return _run(db, upto)
+    return _run(db, upto)
+
+
+_PG_LOCK_ID = 0x6363_7461_6C6C_79   # "cctally"
+
+
+def _run(db: Database, upto: str | None) -> list[str]:
     db.execute_sql("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR(255) PRIMARY KEY, applied_ms BIGINT NOT NULL)")
     done = set(applied(db))
     migrator = _migrator(db)

@@ -53,6 +53,10 @@ def _columns(kind: str, tz: dt.tzinfo) -> tuple[str, list[Column]]:
                       ("Sessions", lambda r: _n(r["sessions"]), True)] + _TOKENS
     if kind == "models":
         return kind, [("Model", lambda r: r["model"] + ("" if r["priced"] else " (not priced)"), False)] + _TOKENS
+    if kind == "hosts":
+        return kind, [("Host", lambda r: r["host"], False),
+                      ("Users", lambda r: ", ".join(r["os_users"]), False),
+                      ("Sessions", lambda r: _n(r["sessions"]), True)] + _TOKENS
     if kind == "blocks":
         return kind, [("Block start", lambda r: _local(r["start_ms"], tz), False),
                       ("State", lambda r: _block_state(r), False)] + _TOKENS

@@ -20,7 +20,7 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache
 BUCKET_MS = 15 * 60 * 1000
 BLOCK_MS = 5 * 3600 * 1000
 COST_MODES = ("auto", "calculate", "display")
-KINDS = ("daily", "weekly", "monthly", "sessions", "projects", "models", "blocks")
+KINDS = ("daily", "weekly", "monthly", "sessions", "projects", "models", "blocks", "hosts")
 
 _SUMS = ("SUM(input_tokens), SUM(output_tokens), SUM(cache_write_5m), SUM(cache_write_1h), "
          "SUM(cache_read), COUNT(*), SUM({cost})")
@@ -243,6 +243,18 @@ class Reports:
         return {"sessions": out, "totals": self.totals(filters) if not session_id else
                 _sum_rows(out)}
 
+    def by_host(self, filters: Filters) -> dict[str, Any]:
+        """Per machine (team databases): requests recorded by each host, with its OS users."""
+        rows = self._rows(f"host, COUNT(DISTINCT session_id), MIN(ts_ms), MAX(ts_ms), {self._sums(filters)}",
+                          filters, group=" GROUP BY host")
+        users: dict[str, set[str]] = {}
+        for host, user in self._rows("DISTINCT host, os_user", filters):
+            users.setdefault(host, set()).add(user)
+        out = [{"host": h, "os_users": sorted(users.get(h, ())), "sessions": int(s), "first_at": _iso(a),
+                "last_at": _iso(b), **_rounded(add_sums(empty_fields(), sums))} for h, s, a, b, *sums in rows]
+        out.sort(key=lambda r: (-r["cost_usd"], r["host"]))
+        return {"hosts": out, "totals": self.totals(filters)}
+
     # ---- 5-hour blocks
     def blocks(self, filters: Filters, now_ms: int | None = None) -> dict[str, Any]:
         """ccusage-style 5-hour billing windows: a block starts at the hour of its first request and lasts
@@ -355,6 +367,8 @@ class Reports:
             return self.by_model(filters)
         if kind == "blocks":
             return self.blocks(filters)
+        if kind == "hosts":
+            return self.by_host(filters)
         raise ReportError("kind", f"unknown report {kind!r}; one of {', '.join(KINDS)}")
 
 

@@ -34,8 +34,16 @@ def collect_status(args: argparse.Namespace) -> dict[str, Any]:
         info["looked_in"] = candidate_roots(args.claude_dir)
     url = database_url(args.db)
     info["database"] = url
-    store = open_store(url)
     host = info["host"]
+    local = _local_daemon_state()
+    try:
+        store = open_store(url)
+    except Exception as exc:      # the team database may be down: say so, still show the daemon
+        info["database_error"] = str(exc)
+        info["daemon"] = local
+        if local:
+            local["running"] = _alive(local)
+        return info
     files = SourceFile.select().where(SourceFile.host == host)
     info["files_tracked"] = files.count()
     info["files_missing"] = files.where(SourceFile.missing == True).count()  # noqa: E712
@@ -48,10 +56,20 @@ def collect_status(args: argparse.Namespace) -> dict[str, Any]:
     info["last_ingest"] = json.loads(last) if last else None
     beat = store.get_meta(f"daemon:{host}")
     info["daemon"] = json.loads(beat) if beat else None
+    if local and (not info["daemon"] or local.get("heartbeat_ms", 0) > info["daemon"].get("heartbeat_ms", 0)):
+        info["daemon"] = local
     if info["daemon"]:
         info["daemon"]["running"] = _alive(info["daemon"])
     store.close()
     return info
+
+
+def _local_daemon_state() -> dict[str, Any] | None:
+    from .runner import state_file
+    try:
+        return json.loads(state_file().read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _alive(daemon: dict[str, Any]) -> bool:
@@ -68,6 +86,10 @@ def render_status(info: dict[str, Any], out: TextIO) -> None:
     else:
         w(f"claude dirs:    none ({info['roots_error']})\n")
     w(f"database:       {info['database']}\n")
+    if info.get("database_error"):
+        w(f"                UNREACHABLE: {info['database_error']}\n")
+        _render_daemon(info, w)
+        return
     w(f"files tracked:  {info['files_tracked']} ({info['files_missing']} deleted from disk, kept in the ledger)\n")
     w(f"requests:       {info['requests']:,}\n")
     if info["first_request_ms"]:
@@ -77,6 +99,10 @@ def render_status(info: dict[str, Any], out: TextIO) -> None:
     w(f"skipped lines:  {info['skipped_lines']}\n")
     last = info["last_ingest"]
     w(f"last ingest:    {_ago(last['at_ms']) + ' — ' + last['summary'] if last else 'never'}\n")
+    _render_daemon(info, w)
+
+
+def _render_daemon(info: dict[str, Any], w: Any) -> None:
     d = info["daemon"]
     if not d:
         w("daemon:         not running (start it with `cctally run` or `cctally service install`)\n")

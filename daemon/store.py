@@ -105,11 +105,13 @@ class Store:
         return ", ".join([self.db.param] * n)
 
     def requests_by_key(self, keys: Iterable[str]) -> dict[str, tuple]:
-        """Existing rows (REQUEST_COLUMNS order) for these keys."""
+        """Existing rows (REQUEST_COLUMNS order) for these keys. On PostgreSQL the rows are locked until
+        the transaction ends, so two hosts merging copies of one request cannot both win."""
         found: dict[str, tuple] = {}
         cols = ", ".join(REQUEST_COLUMNS)
-        for chunk in chunked(list(keys), _LOOKUP_CHUNK):
-            sql = f"SELECT {cols} FROM requests WHERE key IN ({self._ph(len(chunk))})"
+        lock = " FOR UPDATE" if self.is_postgres else ""
+        for chunk in chunked(sorted(keys), _LOOKUP_CHUNK):
+            sql = f"SELECT {cols} FROM requests WHERE key IN ({self._ph(len(chunk))}){lock}"
             for row in self.db.execute_sql(sql, chunk):
                 found[row[0]] = row
         return found

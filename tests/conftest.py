@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 SHARED_BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "bench"
 
 
@@ -26,3 +28,23 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "home" / ".local" / "share"))
     monkeypatch.delenv("CCTALLY_HOST_ID", raising=False)
     return {"claude": claude, "home": home, "db": db}
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL started for this test run (skipped, with the reason, where none is installed)."""
+    from pg import PostgresServer, find_bin
+    if not find_bin("initdb"):
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); team-backend tests need it")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, isolated_env) -> str:
+    """A fresh, empty ledger URL on each backend: a SQLite file in tmp_path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return "sqlite:///" + str(isolated_env["home"] / "param.db")
+    server = request.getfixturevalue("postgres_server")
+    return server.new_database()
