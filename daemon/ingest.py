@@ -3,7 +3,8 @@
 Contract: for every batch of complete lines, the merged request rows and the file's new offset commit in
 one transaction, so a crash at any point leaves a state from which a rerun reaches the same totals as a
 clean run. Copies of one request (streamed lines, resumed/forked sessions, agent_progress embeds, other
-roots) merge by key: the highest `copy_rank` supplies the fields, the earliest timestamp is kept.
+roots) merge by key: the highest `copy_rank` supplies the fields (a tie: the later line of the same file;
+across files the copy read first stays), the earliest timestamp is kept.
 `/btw` sidechain replays of a main-chain message under another requestId are not requests (FORMAT-NOTES 5.2),
 whichever copy is read first.
 """
@@ -34,7 +35,7 @@ Progress = Callable[[int, int], None]
 
 _COL = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
 _I_KEY, _I_MID, _I_RID, _I_SIDE = _COL["key"], _COL["message_id"], _COL["request_id"], _COL["is_sidechain"]
-_I_TS, _I_RANK = _COL["ts_ms"], _COL["copy_rank"]
+_I_TS, _I_RANK, _I_FILE = _COL["ts_ms"], _COL["copy_rank"], _COL["file_id"]
 _I_LAT = _COL["latency_ms"]
 _SKIP_DIRS = {"tool-results"}
 _WRITE_RETRIES = 5
@@ -179,11 +180,21 @@ class Ingester:
             progress(total, total)
         return summary
 
+    def _root_of(self, path: str, real: str) -> Path | None:
+        """The root whose `projects/` holds `path`, as given or resolved (`projects/` itself or a project
+        dir inside it may be a symlink, FORMAT-NOTES 6)."""
+        given = os.path.abspath(path)
+        for r in self.roots:
+            for base in (str(r / "projects"), os.path.realpath(r / "projects")):
+                if given.startswith(base + os.sep) or real.startswith(base + os.sep):
+                    return r
+        return None
+
     def ingest_path(self, path: str) -> IngestSummary:
         """Read one file (a watcher hint). Unknown roots and non-transcripts are ignored."""
         summary = IngestSummary()
         real = os.path.realpath(path)
-        root = next((r for r in self.roots if real.startswith(str(r / "projects") + os.sep)), None)
+        root = self._root_of(path, real)
         if root is None or not is_transcript(os.path.basename(real)):
             return summary
         state = self.store.file_state(self.host, real)
@@ -405,7 +416,9 @@ class Ingester:
                 inserts.append(self._row(r, file_id, now))
                 continue
             latency = _min_known(old[_I_LAT], r.latency_ms)
-            if r.copy_rank > old[_I_RANK]:
+            # a tie goes to the later line of the same file (as within a batch, so batch cuts and
+            # crashes cannot change the result); across files the copy read first stays
+            if r.copy_rank > old[_I_RANK] or (r.copy_rank == old[_I_RANK] and old[_I_FILE] == file_id):
                 row = list(self._row(r, file_id, now))
                 row[_COL["ingested_ms"]] = old[_COL["ingested_ms"]]
             elif r.ts_ms < old[_I_TS] or latency != old[_I_LAT]:
@@ -414,7 +427,8 @@ class Ingester:
                 continue
             row[_I_TS] = min(old[_I_TS], r.ts_ms)
             row[_I_LAT] = latency
-            updates.append(tuple(row))
+            if tuple(row) != tuple(old):
+                updates.append(tuple(row))
         store.delete_requests(deletes)
         store.insert_requests(inserts)
         store.update_requests(updates)
