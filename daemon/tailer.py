@@ -102,7 +102,9 @@ def read_lines(f: BinaryIO, offset: int, first_line_no: int = 1, batch_bytes: in
 
     Each batch ends on a line boundary as soon as it holds `batch_bytes` (so at least one line, and
     at most one line past `batch_bytes`); callers commit `batch.end` as the new offset together with
-    what they derived from `batch.lines`. A final line without a newline is not yielded.
+    what they derived from `batch.lines`. A final line without a newline is not yielded. Between
+    batches the caller may read or seek `f` (ingest hashes the bytes before `batch.end`): reading
+    resumes from where this generator left off, not from the file position.
     """
     f.seek(offset)
     pos = offset                       # file position of pending[0]
@@ -113,6 +115,7 @@ def read_lines(f: BinaryIO, offset: int, first_line_no: int = 1, batch_bytes: in
     batch_size = 0
     oversized = 0
     while True:
+        f.seek(pos + len(pending))     # the caller may have used `f` while a batch was out (fingerprints)
         chunk = f.read(READ_CHUNK)
         if not chunk:
             break

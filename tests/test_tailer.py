@@ -191,3 +191,20 @@ def test_classify_gone(tmp_path):
     p.unlink()
     change, st = classify(str(p), snap)
     assert change is Change.GONE and st is None
+
+
+def test_caller_may_use_the_file_between_batches(tmp_path):
+    """Ingest hashes the bytes before `batch.end` while the generator is suspended; no line may be
+    duplicated or corrupted by that (it was, at every batch boundary with a partial line pending)."""
+    p = tmp_path / "big.jsonl"
+    body = b"".join(b'{"i":%d,"pad":"%s"}\n' % (i, b"z" * (i % 500)) for i in range(12000))
+    p.write_bytes(body + b'{"partial"')
+    for batch_bytes in (1, 777, 100_000, READ_CHUNK, 2 * READ_CHUNK):
+        got = []
+        with open(p, "rb") as f:
+            for b in read_lines(f, 0, batch_bytes=batch_bytes):
+                fingerprints(f, b.end)
+                f.seek(0)
+                f.read(10)
+                got.extend(b.lines)
+        assert got == body.split(b"\n")[:-1], batch_bytes
