@@ -25,6 +25,19 @@ _I_TS, _I_RANK, _I_LAT = (REQUEST_COLUMNS.index(c) for c in ("ts_ms", "copy_rank
 _I_FILE = REQUEST_COLUMNS.index("file_id")
 
 
+_BOOLEAN = {"is_sidechain", "embedded", "priced", "missing"}
+
+
+def _typed(columns: tuple[str, ...], row: tuple) -> tuple:
+    """Booleans as bool (SQLite hands back 0/1; PostgreSQL will not take an integer for a boolean)."""
+    return tuple(bool(v) if c in _BOOLEAN and v is not None else v for c, v in zip(columns, row))
+
+
+def _q(columns: tuple[str, ...]) -> list[str]:
+    """Quoted column names (`offset` is a reserved word in PostgreSQL)."""
+    return [f'"{c}"' for c in columns]
+
+
 @dataclass
 class CopyResult:
     requests_inserted: int = 0
@@ -48,13 +61,13 @@ def _open(url: str) -> Database:
 
 def _select(db: Database, table: str, columns: tuple[str, ...], order: str) -> Iterator[list[tuple]]:
     """Rows of `table` in batches, keyset-paginated on the integer column `order` where given."""
-    cols = ", ".join(columns)
+    cols = ", ".join(_q(columns))
     cursor = db.execute_sql(f"SELECT {cols} FROM {table} ORDER BY {order}")
     while True:
         rows = cursor.fetchmany(BATCH)
         if not rows:
             return
-        yield [tuple(r) for r in rows]
+        yield [_typed(columns, r) for r in rows]
 
 
 def copy_ledger(source_url: str, target_url: str) -> CopyResult:
@@ -70,11 +83,11 @@ def copy_ledger(source_url: str, target_url: str) -> CopyResult:
         for rows in _select(src, "files", ("id",) + FILE_COLUMNS, "id"):
             for row in rows:
                 old_id, values = row[0], row[1:]
-                sets = ", ".join(f"{c} = {p}" for c in FILE_COLUMNS[2:])
+                sets = ", ".join(f"{c} = {p}" for c in _q(FILE_COLUMNS[2:]))
                 cur = dst.execute_sql(f"UPDATE files SET {sets} WHERE host = {p} AND path = {p}",
                                       tuple(values[2:]) + (values[0], values[1]))
                 if cur.rowcount == 0:
-                    dst.execute_sql(f"INSERT INTO files ({', '.join(FILE_COLUMNS)}) VALUES "
+                    dst.execute_sql(f"INSERT INTO files ({', '.join(_q(FILE_COLUMNS))}) VALUES "
                                     f"({', '.join([p] * len(FILE_COLUMNS))})", values)
                 new_id = dst.execute_sql(f"SELECT id FROM files WHERE host = {p} AND path = {p}",
                                          (values[0], values[1])).fetchone()[0]

@@ -6,6 +6,8 @@ import datetime as dt
 import json
 from typing import Any, TextIO
 
+from peewee import DatabaseError, InterfaceError
+
 from .config import NoClaudeRootsError, candidate_roots, claude_roots, database_url, host_id
 
 
@@ -22,9 +24,6 @@ def _ago(ms: int | None) -> str:
 
 def collect_status(args: argparse.Namespace) -> dict[str, Any]:
     """A JSON-able status: roots, database, files, requests, last ingest, daemon heartbeat."""
-    from .store import open_store
-    from .models import Request, SourceFile
-    from peewee import fn
     info: dict[str, Any] = {"host": host_id(args.host_id)}
     try:
         info["roots"] = [str(r) for r in claude_roots(args.claude_dir)]
@@ -36,14 +35,22 @@ def collect_status(args: argparse.Namespace) -> dict[str, Any]:
     info["database"] = url
     host = info["host"]
     local = _local_daemon_state()
+    from .store import StoreError
     try:
-        store = open_store(url)
-    except Exception as exc:      # the team database may be down: say so, still show the daemon
-        info["database_error"] = str(exc)
+        _ledger_status(info, url, host, local)
+    except (StoreError, DatabaseError, InterfaceError) as exc:   # a team database may be down: say so
+        info["database_error"] = str(exc).strip()
         info["daemon"] = local
         if local:
             local["running"] = _alive(local)
-        return info
+    return info
+
+
+def _ledger_status(info: dict[str, Any], url: str, host: str, local: dict[str, Any] | None) -> None:
+    from peewee import fn
+    from .models import Request, SourceFile
+    from .store import open_store
+    store = open_store(url)
     files = SourceFile.select().where(SourceFile.host == host)
     info["files_tracked"] = files.count()
     info["files_missing"] = files.where(SourceFile.missing == True).count()  # noqa: E712
@@ -61,7 +68,6 @@ def collect_status(args: argparse.Namespace) -> dict[str, Any]:
     if info["daemon"]:
         info["daemon"]["running"] = _alive(info["daemon"])
     store.close()
-    return info
 
 
 def _local_daemon_state() -> dict[str, Any] | None:

@@ -75,7 +75,7 @@ def connect(url: str) -> Database:
             import psycopg2  # noqa: F401
         except ImportError as exc:
             raise StoreError("PostgreSQL needs its driver: pip install 'cctally[postgres]'") from exc
-        return url_connect(url.replace("postgresql+psycopg2://", "postgresql://"), autorollback=True)
+        return url_connect(url.replace("postgresql+psycopg2://", "postgresql://"))
     raise StoreError(f"unsupported database URL {url!r}: use a file path, sqlite:///PATH or postgresql://…")
 
 

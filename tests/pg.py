@@ -50,6 +50,10 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync")
+        return self.start_again()
+
+    def start_again(self) -> "PostgresServer":
+        """Start the (stopped) cluster on its port again."""
         opts = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
         self._run(self.pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.base / "log"), "-w", "start")
