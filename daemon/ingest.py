@@ -158,6 +158,8 @@ class Ingester:
         for root, path in files:
             state = known.pop(path, None)
             change, st = classify(path, _snapshot(state))
+            if change is Change.UNCHANGED and state is not None and state.missing:
+                self._mark_found(state)         # back exactly as it was (its dir moved out and back)
             if change in (Change.UNCHANGED, Change.GONE) or st is None:
                 continue
             start = 0 if change in (Change.NEW, Change.RESET) or state is None else state.offset
@@ -204,6 +206,8 @@ class Ingester:
                 self._mark_missing(state)
                 summary.files_missing += 1
             return summary
+        if change is Change.UNCHANGED and state is not None and state.missing:
+            self._mark_found(state)
         if change is Change.UNCHANGED or st is None:
             return summary
         started = time.monotonic()
@@ -369,6 +373,11 @@ class Ingester:
             current.missing = False
             current.last_ingest_ms = now
             current.save()
+
+    def _mark_found(self, state: SourceFile) -> None:
+        with self.store.write():
+            SourceFile.update(missing=False).where(SourceFile.id == state.id).execute()
+        log.info("%s is back", state.path)
 
     def _mark_missing(self, state: SourceFile) -> None:
         with self.store.write():

@@ -19,6 +19,7 @@ from daemon.ingest import Ingester, IngestSummary
 from daemon.store import REQUEST_COLUMNS, Store, open_store
 
 HOST = "test-host"
+"""The host id tests ingest as (set CCTALLY_HOST_ID to it when the CLI must see the same rows)."""
 DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
 DEFAULT_CWD = "/home/dev/src/api-server"
 _counter = itertools.count(1)
@@ -229,3 +230,21 @@ def epoch_ms(iso: str) -> int:
 
 def set_mtime(path: Path, ns: int) -> None:
     os.utime(path, ns=(ns, ns))
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """Run `cctally ARGS` in-process through the real entry point; (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+    from daemon.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def report_json(kind: str, *extra: str) -> dict[str, Any]:
+    """`cctally report KIND --json --tz UTC --no-ingest EXTRA…` as parsed JSON."""
+    code, out, err = cli("report", kind, "--json", "--tz", "UTC", "--no-ingest", *extra)
+    assert code == 0, err
+    return json.loads(out)
