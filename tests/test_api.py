@@ -178,6 +178,11 @@ def test_sessions_sort_and_limit(client, truth):
     assert costs == [s["cost_usd"] for s in every[:3]]
     oldest_first = get(client, "/api/usage/sessions?sort=last_ms&order=asc")["sessions"]
     assert [s["last_ms"] for s in oldest_first] == sorted(s["last_ms"] for s in every)
+    if "latency_ms" in every[0]:                 # a number or {"median", "p95"}: sorts by the median
+        fast = get(client, "/api/usage/sessions?sort=latency_ms&order=asc")["sessions"]
+        medians = [s["latency_ms"]["median"] if isinstance(s["latency_ms"], dict) else s["latency_ms"] for s in fast]
+        known = [m for m in medians if m is not None]
+        assert known == sorted(known) and medians[:len(known)] == known
 
 
 def test_session_detail_has_requests_but_no_text(client, truth):

@@ -51,6 +51,11 @@ def _int_arg(args: Mapping[str, str], name: str, default: int | None, low: int, 
     return number
 
 
+def _sort_value(value: Any) -> Any:
+    """A sortable scalar: latency objects (`{"median": ms, "p95": ms}`) sort by their median."""
+    return value.get("median") if isinstance(value, dict) else value
+
+
 def load_process_overview() -> Overview | None:
     """`daemon.processes.process_overview`, or None while process sampling is not installed."""
     try:
@@ -139,9 +144,9 @@ class UsageAPI:
         sort = args.get("sort") or "last_ms"
         if sort not in SESSION_SORTS and not (rows and sort in rows[0]):
             raise ReportError("sort", f"cannot sort sessions by {sort!r}")
-        present = [r for r in rows if r.get(sort) is not None]
-        present.sort(key=lambda r: (r[sort], r["last_ms"]), reverse=order == "desc")
-        rows = present + [r for r in rows if r.get(sort) is None]        # unknown values last
+        present = [r for r in rows if _sort_value(r.get(sort)) is not None]
+        present.sort(key=lambda r: (_sort_value(r[sort]), r["last_ms"]), reverse=order == "desc")
+        rows = present + [r for r in rows if _sort_value(r.get(sort)) is None]        # unknown values last
         data["count"] = len(rows)
         data["sessions"] = rows[:limit] if limit else rows
         return data

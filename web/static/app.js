@@ -367,14 +367,23 @@
         e.agent_id ? el("span", { className: "badge", text: "agent", title: "subagent " + e.agent_id }) : null]),
       el("td", { className: "num", text: fmtTokens(e.total_tokens) }),
       el("td", { className: "num", text: fmtCost(e.cost_usd) }),
-      el("td", { className: "num", text: e.latency_ms == null ? "—" : fmtLatency(e.latency_ms) }),
+      latencyCell(e.latency_ms, "num"),
     ])));
+  }
+
+  // latency is a number (one request) or {"median": ms, "p95": ms} (a group); null when unknown
+  function latencyCell(v, cls) {
+    const median = v == null ? null : typeof v === "number" ? v : v.median;
+    const td = el("td", { className: cls, text: median == null ? "—" : fmtLatency(median) });
+    if (v && typeof v === "object" && v.p95 != null) td.title = "median " + fmtLatency(v.median) + " · p95 " + fmtLatency(v.p95);
+    return td;
   }
 
   // ---------------------------------------------------------------- sessions
   function sessionColumns(rows) {
     const cols = [
-      { key: "last_ms", label: "Last active", cell: (r) => el("td", { text: fmtAgo(r.last_ms), title: r.last_at }) },
+      { key: "last_ms", label: "Last active", cell: (r) => el("td", { title: r.last_at }, [
+        r.running ? el("span", { className: "dot", title: "a Claude process is running this session" }) : null, fmtAgo(r.last_ms)]) },
       { key: "project", label: "Project", asc: true,
         cell: (r) => el("td", { className: "name", title: r.project + "\nsession " + r.session_id, text: shortProject(r.project) }) },
       { key: null, label: "Models", cls: "hide-sm",
@@ -384,12 +393,8 @@
       { key: "total_tokens", label: "Tokens", num: true, cell: (r) => el("td", { className: "num", text: fmtTokens(r.total_tokens) }) },
       { key: "cost_usd", label: "Cost", num: true, cell: (r) => el("td", { className: "num", text: fmtCost(r.cost_usd) }) },
     ];
-    const sample = rows.find((r) => Object.keys(r).some((k) => k.startsWith("latency")));
-    if (sample) {
-      const key = Object.keys(sample).find((k) => k.startsWith("latency") && typeof sample[k] === "number") ||
-        Object.keys(sample).find((k) => k.startsWith("latency"));
-      cols.push({ key: key, label: "Latency", num: true, cls: "hide-sm",
-        cell: (r) => el("td", { className: "num hide-sm", text: r[key] == null ? "—" : fmtLatency(r[key]) }) });
+    if (rows.some((r) => "latency_ms" in r)) {
+      cols.push({ key: "latency_ms", label: "Latency", num: true, cls: "hide-sm", cell: (r) => latencyCell(r.latency_ms, "num hide-sm") });
     }
     return cols;
   }
