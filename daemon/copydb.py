@@ -11,7 +11,7 @@ from typing import Iterator
 
 from peewee import Database
 
-from . import migrations
+from . import migrations, rollups
 from .store import REQUEST_COLUMNS, Store, connect
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def copy_ledger(source_url: str, target_url: str) -> CopyResult:
     for rows in _select(src, "requests", REQUEST_COLUMNS, "id"):
         with dst.atomic():
             existing = target.requests_by_key(r[0] for r in rows)
-            inserts, updates = [], []
+            inserts, updates, replaced = [], [], []
             for row in rows:
                 row = list(row)
                 if row[_I_FILE] is not None:
@@ -111,10 +111,12 @@ def copy_ledger(source_url: str, target_url: str) -> CopyResult:
                 merged[_I_LAT] = min(known) if known else None
                 if tuple(merged) != tuple(old):
                     updates.append(tuple(merged))
+                    replaced.append(old)
                 else:
                     result.requests_unchanged += 1
             target.insert_requests(inserts)
             target.update_requests(updates)
+            rollups.apply(target, inserts + updates, replaced)
             result.requests_inserted += len(inserts)
             result.requests_updated += len(updates)
     for rows in _select(src, "process_minutes", MINUTE_COLUMNS, "minute_ms"):

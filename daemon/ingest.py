@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from peewee import IntegrityError
 
+from . import rollups
 from .models import SourceFile
 from .pricing import Pricer, default_pricer
 from .store import REQUEST_COLUMNS, Store
@@ -132,16 +133,20 @@ def _project_fallback(root: Path, path: str) -> str:
 
 
 class Ingester:
-    """Reads transcripts under `roots` into `store`. One per process; not thread-safe (one writer)."""
+    """Reads transcripts under `roots` into `store`. One per process; not thread-safe (one writer).
+
+    `batch_bytes` is how many bytes of complete lines go into one transaction; default: the env var
+    `CCTALLY_BATCH_BYTES` if set (tests and benchmarks use it to commit often), else 8 MiB.
+    """
 
     def __init__(self, store: Store, roots: Sequence[Path], *, host: str, pricer: Pricer | None = None,
-                 batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+                 batch_bytes: int | None = None) -> None:
         self.store = store
         self.roots = list(roots)
         self.host = host
         self.os_user = _os_user()
         self.pricer = pricer or default_pricer()
-        self.batch_bytes = batch_bytes
+        self.batch_bytes = batch_bytes or int(os.environ.get("CCTALLY_BATCH_BYTES") or DEFAULT_BATCH_BYTES)
         self._prompts: OrderedDict[str, int] = OrderedDict()   # uuid -> ts of recent user lines
         self.cancelled = False      # set from another thread to stop after the transaction in flight
 
@@ -412,13 +417,14 @@ class Ingester:
                 if r.is_sidechain and r.message_id in main and main[r.message_id] - {r.request_id}]
         for k in drop:
             del records[k]
-        deletes: list[str] = []
+        deleted: list[tuple] = []
         if main:
-            deletes = [row[_I_KEY] for row in store.sidechain_rows_for_messages(main.keys())
+            deleted = [row for row in store.sidechain_rows_for_messages(main.keys())
                        if main.get(row[_I_MID]) and main[row[_I_MID]] - {row[_I_RID]}]
         existing = store.requests_by_key(records.keys())
         inserts: list[tuple] = []
         updates: list[tuple] = []
+        replaced: list[tuple] = []
         for key, r in records.items():
             old = existing.get(key)
             if old is None:
@@ -438,10 +444,12 @@ class Ingester:
             row[_I_LAT] = latency
             if tuple(row) != tuple(old):
                 updates.append(tuple(row))
-        store.delete_requests(deletes)
+                replaced.append(old)
+        store.delete_requests([row[_I_KEY] for row in deleted])
         store.insert_requests(inserts)
         store.update_requests(updates)
-        return len(inserts) - len(deletes), len(updates)
+        rollups.apply(store, inserts + updates, replaced + deleted)
+        return len(inserts) - len(deleted), len(updates)
 
 
 def _merge_into(records: dict[str, UsageRecord], record: UsageRecord) -> None:

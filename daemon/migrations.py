@@ -161,6 +161,69 @@ def m003_latency_and_processes(db: Database, migrator: SchemaMigrator) -> None:
     db.create_tables([ProcessSample, ProcessMinute])
 
 
+@migration
+def m004_rollups(db: Database, migrator: SchemaMigrator) -> None:
+    """Rollups for fast reports (see daemon/rollups.py), backfilled from the requests already stored."""
+
+    class Frozen(Model):
+        class Meta:
+            database = db
+
+    class UsageBucket(Frozen):
+        bucket_ms = BigIntegerField()
+        host = TextField()
+        project = TextField()
+        model = TextField()
+        requests = BigIntegerField(default=0)
+        input_tokens = BigIntegerField(default=0)
+        output_tokens = BigIntegerField(default=0)
+        cache_write_5m = BigIntegerField(default=0)
+        cache_write_1h = BigIntegerField(default=0)
+        cache_read = BigIntegerField(default=0)
+        cost_calc = DoubleField(default=0.0)
+        cost_auto = DoubleField(default=0.0)
+        cost_display = DoubleField(default=0.0)
+        unpriced = BigIntegerField(default=0)
+
+        class Meta:
+            table_name = "usage_buckets"
+            primary_key = False
+            indexes = ((("bucket_ms", "host", "project", "model"), True),)
+
+    class UsageTotal(Frozen):
+        host = TextField()
+        project = TextField()
+        model = TextField()
+        requests = BigIntegerField(default=0)
+        input_tokens = BigIntegerField(default=0)
+        output_tokens = BigIntegerField(default=0)
+        cache_write_5m = BigIntegerField(default=0)
+        cache_write_1h = BigIntegerField(default=0)
+        cache_read = BigIntegerField(default=0)
+        cost_calc = DoubleField(default=0.0)
+        cost_auto = DoubleField(default=0.0)
+        cost_display = DoubleField(default=0.0)
+        unpriced = BigIntegerField(default=0)
+
+        class Meta:
+            table_name = "usage_totals"
+            primary_key = False
+            indexes = ((("host", "project", "model"), True),)
+
+    class SessionStat(Frozen):
+        session_id = TextField(primary_key=True)
+        requests = BigIntegerField(default=0)
+        first_ms = BigIntegerField()
+        last_ms = BigIntegerField(index=True)
+
+        class Meta:
+            table_name = "session_stats"
+
+    db.create_tables([UsageBucket, UsageTotal, SessionStat])
+    from .rollups import rebuild
+    rebuild(db)
+
+
 def _migrator(db: Database) -> SchemaMigrator:
     from peewee import PostgresqlDatabase
     if isinstance(db, PostgresqlDatabase):

@@ -8,6 +8,7 @@ and Python folds buckets into local periods: exact in any zone, portable across 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -18,10 +19,13 @@ from .store import Store
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_creation_5m_tokens",
                 "cache_creation_1h_tokens", "cache_read_tokens", "total_tokens", "requests", "cost_usd")
 BUCKET_MS = 15 * 60 * 1000
+DAY_MS = 86_400_000
 BLOCK_MS = 5 * 3600 * 1000
 COST_MODES = ("auto", "calculate", "display")
 KINDS = ("daily", "weekly", "monthly", "sessions", "projects", "models", "blocks", "hosts")
 
+_BUCKET_SUMS = ("SUM(input_tokens), SUM(output_tokens), SUM(cache_write_5m), SUM(cache_write_1h), "
+                "SUM(cache_read), SUM(requests), SUM({cost})")
 _SUMS = ("SUM(input_tokens), SUM(output_tokens), SUM(cache_write_5m), SUM(cache_write_1h), "
          "SUM(cache_read), COUNT(*), SUM({cost})")
 
@@ -79,15 +83,16 @@ class Filters:
         if self.since and self.until and self.since > self.until:
             raise ReportError("since", "since is after until")
 
-    def where(self, param: str) -> tuple[str, list[Any]]:
-        """SQL WHERE clause and parameters (placeholder `param`)."""
+    def where(self, param: str, ts_col: str = "ts_ms") -> tuple[str, list[Any]]:
+        """SQL WHERE clause and parameters (placeholder `param`). `ts_col` may be `bucket_ms` (rollups): a
+        local midnight is always a bucket boundary, so the same bounds select whole buckets exactly."""
         clauses: list[str] = []
         args: list[Any] = []
         if self.since:
-            clauses.append(f"ts_ms >= {param}")
+            clauses.append(f"{ts_col} >= {param}")
             args.append(_local_midnight_ms(self.since, self.tz))
         if self.until:
-            clauses.append(f"ts_ms < {param}")
+            clauses.append(f"{ts_col} < {param}")
             args.append(_local_midnight_ms(self.until + dt.timedelta(days=1), self.tz))
         if self.project:
             clauses.append(f"(project = {param} OR project LIKE {param} ESCAPE '!')")
@@ -103,6 +108,12 @@ class Filters:
     def cost_sql(self) -> str:
         return {"auto": "COALESCE(logged_cost_usd, cost_usd)", "calculate": "cost_usd",
                 "display": "COALESCE(logged_cost_usd, 0)"}[self.mode]
+
+    def bucket_cost_column(self) -> str:
+        return {"auto": "cost_auto", "calculate": "cost_calc", "display": "cost_display"}[self.mode]
+
+    def is_unfiltered(self) -> bool:
+        return not (self.since or self.until or self.project or self.model or self.host)
 
 
 def _like_escape(text: str) -> str:
@@ -157,37 +168,41 @@ class Reports:
     def _sums(self, filters: Filters) -> str:
         return _SUMS.format(cost=filters.cost_sql())
 
+    def _bucket_rows(self, select: str, filters: Filters, group: str = "", extra_where: str = "",
+                     need_time: bool = False) -> list[tuple]:
+        """Like `_rows`, over the rollups (daemon/rollups.py): `usage_buckets` when the query is cut by
+        time (or `need_time`: it selects bucket_ms), else the far smaller all-time `usage_totals`."""
+        table = "usage_buckets" if (need_time or filters.since or filters.until) else "usage_totals"
+        where, args = filters.where(self.param, ts_col="bucket_ms")
+        if extra_where:
+            where = (where + " AND " if where else " WHERE ") + extra_where
+        return list(self.db.execute_sql(f"SELECT {select} FROM {table}{where}{group}", args))
+
+    def _bucket_sums(self, filters: Filters) -> str:
+        return _BUCKET_SUMS.format(cost=filters.bucket_cost_column())
+
     # ---- totals
     def totals(self, filters: Filters) -> dict[str, Any]:
-        rows = self._rows(self._sums(filters), filters)
+        rows = self._bucket_rows(self._bucket_sums(filters), filters)
         return _rounded(add_sums(empty_fields(), rows[0]))
 
     def unpriced_models(self, filters: Filters) -> list[str]:
-        rows = self._rows("DISTINCT model", filters, extra_where=f"priced = {self.param}", extra_args=[False])
+        rows = self._bucket_rows("DISTINCT model", filters, extra_where="unpriced > 0")
         return sorted(r[0] for r in rows)
 
     # ---- periods
     def period(self, kind: str, filters: Filters) -> dict[str, Any]:
         """daily / weekly / monthly: rows per local period with per-model breakdowns, plus totals."""
         label = {"daily": "date", "weekly": "week", "monthly": "month"}[kind]
-        rows = self._rows(f"ts_ms / {BUCKET_MS} AS b, model, {self._sums(filters)}", filters,
-                          group=" GROUP BY b, model")
         periods: dict[str, dict[str, Any]] = {}
         by_model: dict[str, dict[str, dict[str, Any]]] = {}
-        cache: dict[int, str] = {}
-        tz = filters.tz
-        for bucket, model, *sums in rows:
-            bucket = int(bucket)
-            name = cache.get(bucket)
-            if name is None:
-                day = dt.datetime.fromtimestamp(bucket * BUCKET_MS / 1000, tz).date()
-                if kind == "daily":
-                    name = day.isoformat()
-                elif kind == "weekly":
-                    name = (day - dt.timedelta(days=day.weekday())).isoformat()
-                else:
-                    name = f"{day.year:04d}-{day.month:02d}"
-                cache[bucket] = name
+        for day, model, sums in self._local_days(filters):
+            if kind == "daily":
+                name = day.isoformat()
+            elif kind == "weekly":
+                name = (day - dt.timedelta(days=day.weekday())).isoformat()
+            else:
+                name = f"{day.year:04d}-{day.month:02d}"
             add_sums(periods.setdefault(name, empty_fields()), sums)
             add_sums(by_model.setdefault(name, {}).setdefault(model, empty_fields()), sums)
         out = []
@@ -201,11 +216,35 @@ class Reports:
                         "model_breakdowns": [{"model": m, **_rounded(models[m])} for m in sorted(models)]})
         return {kind: out, "totals": _rounded(totals)}
 
+    def _local_days(self, filters: Filters) -> list[tuple[dt.date, str, tuple]]:
+        """(local date, model, sums) rows, summed by the database.
+
+        The covered time is cut into spans of constant UTC offset (split at the zone's DST transitions,
+        which fall on bucket boundaries); within a span the local date is (bucket_ms + offset) // 1 day.
+        """
+        where, args = filters.where(self.param, ts_col="bucket_ms")
+        lo = self.db.execute_sql(f"SELECT MIN(bucket_ms) FROM usage_buckets{where}", args).fetchone()[0]
+        if lo is None:
+            return []
+        hi = self.db.execute_sql(f"SELECT MAX(bucket_ms) FROM usage_buckets{where}", args).fetchone()[0]
+        out = []
+        glue = " AND " if where else " WHERE "
+        epoch = dt.date(1970, 1, 1)
+        for start, end, offset in offset_spans(int(lo), int(hi) + BUCKET_MS, filters.tz):
+            sql = (f"SELECT (bucket_ms + {offset}) / {DAY_MS} AS d, model, {self._bucket_sums(filters)} "
+                   f"FROM usage_buckets{where}{glue}bucket_ms >= {self.param} AND bucket_ms < {self.param} "
+                   "GROUP BY d, model")
+            for d, model, *sums in self.db.execute_sql(sql, args + [start, end]):
+                out.append((epoch + dt.timedelta(days=int(d)), model, sums))
+        return out
+
     # ---- groupings
     def by_model(self, filters: Filters) -> dict[str, Any]:
-        rows = self._rows(f"model, MIN(CASE WHEN priced THEN 1 ELSE 0 END), {self._sums(filters)}", filters,
-                          group=" GROUP BY model")
-        out = [{"model": m, "priced": bool(p), **_rounded(add_sums(empty_fields(), sums))} for m, p, *sums in rows]
+        rows = self._bucket_rows(f"model, SUM(unpriced), {self._bucket_sums(filters)}", filters,
+                                 group=" GROUP BY model")
+        latency = self.latency_by("model", filters)
+        out = [{"model": m, "priced": not u, **_rounded(add_sums(empty_fields(), sums)),
+                "latency_ms": latency.get(m) or dict(_NO_LATENCY)} for m, u, *sums in rows]
         out.sort(key=lambda r: (-r["cost_usd"], -r["total_tokens"], r["model"]))
         return {"models": out, "totals": self.totals(filters)}
 
@@ -230,6 +269,8 @@ class Reports:
             models.setdefault(sid, set()).add(model)
             counts = projects.setdefault(sid, {})
             counts[project] = counts.get(project, 0) + int(n)
+        latency = self.latency_by("session_id", filters, extra, list(args))
+        running = self.running_sessions()
         out = []
         for sid, first, last, agents, *sums in rows:
             counts = projects.get(sid, {})
@@ -238,10 +279,31 @@ class Reports:
                         "first_ms": int(first), "last_ms": int(last), "first_at": _iso(first), "last_at": _iso(last),
                         "duration_s": round((int(last) - int(first)) / 1000, 3),
                         "models": sorted(models.get(sid, ())), "subagents": int(agents or 0),
-                        **_rounded(add_sums(empty_fields(), sums))})
+                        **_rounded(add_sums(empty_fields(), sums)),
+                        "latency_ms": latency.get(sid) or dict(_NO_LATENCY), "running": sid in running})
         out.sort(key=lambda r: r["last_ms"], reverse=True)
         return {"sessions": out, "totals": self.totals(filters) if not session_id else
                 _sum_rows(out)}
+
+    def latency_by(self, column: str, filters: Filters, extra_where: str = "",
+                   extra_args: list[Any] | None = None) -> dict[str, dict[str, float | None]]:
+        """Response latency per value of `column` ("session_id" or "model"): `{"median": ms, "p95": ms}` over
+        the filtered requests whose latency is known. One query fetches every known latency ordered by
+        (column, latency); percentiles are computed in Python (portable across SQLite and PostgreSQL)."""
+        known = "latency_ms IS NOT NULL"
+        where = f"{extra_where} AND {known}" if extra_where else known
+        rows = self._rows(f"{column}, latency_ms", filters, extra_where=where, extra_args=list(extra_args or []),
+                          order=f" ORDER BY {column}, latency_ms")
+        out: dict[str, dict[str, float | None]] = {}
+        for key, group in itertools.groupby(rows, key=lambda r: r[0]):
+            values = [int(r[1]) for r in group]
+            out[key] = {"median": percentile(values, 50), "p95": percentile(values, 95)}
+        return out
+
+    def running_sessions(self) -> set[str]:
+        """Sessions a live Claude process is serving now (from the newest process samples)."""
+        from .processes import running_sessions
+        return running_sessions(self.store)
 
     def by_host(self, filters: Filters) -> dict[str, Any]:
         """Per machine (team databases): requests recorded by each host, with its OS users."""
@@ -306,7 +368,13 @@ class Reports:
     # ---- ledger facts and single requests (web API, metrics)
     def span(self, filters: Filters) -> dict[str, Any]:
         """First and last request time (epoch ms, or None when empty) and the number of sessions."""
-        first, last, sessions = self._rows("MIN(ts_ms), MAX(ts_ms), COUNT(DISTINCT session_id)", filters)[0]
+        if filters.is_unfiltered():     # rollup: a count, not a scan of every request
+            # two statements: SQLite answers a lone MIN or MAX from the index, both together by a scan
+            first = self.db.execute_sql("SELECT MIN(ts_ms) FROM requests").fetchone()[0]
+            last = self.db.execute_sql("SELECT MAX(ts_ms) FROM requests").fetchone()[0]
+            sessions = self.db.execute_sql("SELECT COUNT(*) FROM session_stats").fetchone()[0]
+        else:
+            first, last, sessions = self._rows("MIN(ts_ms), MAX(ts_ms), COUNT(DISTINCT session_id)", filters)[0]
         return {"first_ms": int(first) if first is not None else None,
                 "last_ms": int(last) if last is not None else None, "sessions": int(sessions or 0)}
 
@@ -331,7 +399,8 @@ class Reports:
 
     def by_model_project(self, filters: Filters) -> list[dict[str, Any]]:
         """Totals per (model, project) pair, for counters that carry both labels."""
-        rows = self._rows(f"model, project, {self._sums(filters)}", filters, group=" GROUP BY model, project")
+        rows = self._bucket_rows(f"model, project, {self._bucket_sums(filters)}", filters,
+                                 group=" GROUP BY model, project")
         return [{"model": m, "project": p, **_rounded(add_sums(empty_fields(), sums))} for m, p, *sums in rows]
 
     def ingest_state(self) -> dict[str, Any]:
@@ -382,6 +451,54 @@ def _request_dict(row: tuple) -> dict[str, Any]:
             "is_sidechain": bool(side), "project": project, "model": model, "host": host,
             "latency_ms": int(latency) if latency is not None else None,
             **_rounded(add_sums(empty_fields(), sums))}
+
+
+_NO_LATENCY: dict[str, float | None] = {"median": None, "p95": None}
+
+
+def percentile(ordered: list[int], q: float) -> float | None:
+    """The q-th percentile of ascending `ordered` by linear interpolation between closest ranks (as numpy's
+    default and PostgreSQL's percentile_cont), rounded to 0.1 ms; None when empty. q=50 is the median."""
+    if not ordered:
+        return None
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 1)
+
+
+def _offset_ms(ms: int, tz: dt.tzinfo) -> int:
+    offset = dt.datetime.fromtimestamp(ms / 1000, tz).utcoffset() or dt.timedelta(0)
+    return int(offset.total_seconds() * 1000)
+
+
+def offset_spans(lo: int, hi: int, tz: dt.tzinfo) -> list[tuple[int, int, int]]:
+    """[start, end) UTC ms spans covering [lo, hi) with one UTC offset each, cut at `tz`'s transitions
+    (found to the bucket: offsets and transitions are multiples of 15 minutes)."""
+    spans = []
+    start, offset = lo, _offset_ms(lo, tz)
+    t = lo
+    while t < hi:
+        nxt = min(t + DAY_MS, hi)
+        if _offset_ms(nxt - 1, tz) != offset:
+            a, b = t, nxt - 1                   # offset(a) == offset, offset(b) != offset
+            while b - a > BUCKET_MS:
+                mid = a + (b - a) // 2
+                mid -= mid % BUCKET_MS
+                if mid <= a:
+                    mid = a + BUCKET_MS
+                if _offset_ms(mid, tz) == offset:
+                    a = mid
+                else:
+                    b = mid
+            cut = b - b % BUCKET_MS if _offset_ms(b - b % BUCKET_MS, tz) != offset else a + BUCKET_MS
+            spans.append((start, cut, offset))
+            start, offset = cut, _offset_ms(cut, tz)
+            t = cut
+            continue
+        t = nxt
+    spans.append((start, hi, offset))
+    return spans
 
 
 def _sum_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
