@@ -56,6 +56,7 @@ class Daemon:
             self.sampler = Sampler(self.store, self.host)
         self.observer = None
         self.observer_kind = "none"
+        self.observer_fallback: str | None = None     # why native watching failed, when polling took over
         self.scheduler = build_scheduler(self.worker, self.sampler, self.store,
                                          reconcile_s=args.reconcile_seconds, sample_s=args.sample_seconds)
         self.server = None
@@ -65,7 +66,7 @@ class Daemon:
 
     def _heartbeat(self, extra: dict[str, Any] | None = None) -> None:
         info = {"pid": os.getpid(), "started_ms": self.started_ms, "heartbeat_ms": int(time.time() * 1000),
-                "observer": self.observer_kind, "web": self.web_url,
+                "observer": self.observer_kind, "observer_fallback": self.observer_fallback, "web": self.web_url,
                 "sample_seconds": None if self.sampler is None else self.args.sample_seconds,
                 "roots": [str(r) for r in self.roots], **(extra or {})}
         text = json.dumps(info)
@@ -77,6 +78,7 @@ class Daemon:
         self.worker.request_scan()                  # catch-up first; hints queue behind it
         handler = HintHandler(self.worker.hint)
         self.observer, self.observer_kind = start_observer(self.roots, handler, polling=self.args.polling)
+        self.observer_fallback = getattr(self.observer, "fallback_reason", None)
         log.info("watching %s with %s", ", ".join(str(r) for r in self.roots), self.observer_kind)
         self.scheduler.start()
         if not self.args.no_web:

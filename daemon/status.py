@@ -116,6 +116,8 @@ def _render_daemon(info: dict[str, Any], w: Any) -> None:
         state = "running" if d["running"] else "not running"
         w(f"daemon:         {state} (pid {d.get('pid')}, heartbeat {_ago(d.get('heartbeat_ms'))}, "
           f"observer {d.get('observer', '?')}, lag {d.get('lag_ms', '?')} ms)\n")
+        if d.get("observer_fallback"):
+            w(f"file watching:  polling; native watching failed: {d['observer_fallback']}\n")
         if d.get("web"):
             w(f"web:            {d['web']}\n")
         if d.get("last_error"):

@@ -45,16 +45,24 @@ class HintHandler(FileSystemEventHandler):
 
 def start_observer(roots: Iterable[Path], handler: HintHandler, polling: bool = False,
                    poll_seconds: float = 2.0) -> tuple[BaseObserver, str]:
-    """Start an observer watching every `<root>/projects` recursively; returns (observer, kind)."""
+    """Start an observer watching every `<root>/projects` recursively; returns (observer, kind).
+
+    `kind` is the observer's class name ("InotifyObserver", "PollingObserver", …). The observer carries
+    `fallback_reason`: None, or — when the native observer could not start and polling took over — the
+    error that stopped it (for `status`). The fallback is logged once, here.
+    """
     roots = list(roots)
+    reason: str | None = None
     if not polling:
         observer = Observer()
         try:
             for root in roots:
                 observer.schedule(handler, str(root / "projects"), recursive=True)
             observer.start()
+            observer.fallback_reason = None
             return observer, type(observer).__name__
         except OSError as exc:
+            reason = str(exc)
             log.warning("native file watching unavailable (%s); falling back to polling every %.0f s. "
                         "On Linux raise fs.inotify.max_user_watches / max_user_instances to restore it.",
                         exc, poll_seconds)
@@ -66,4 +74,5 @@ def start_observer(roots: Iterable[Path], handler: HintHandler, polling: bool = 
     for root in roots:
         observer.schedule(handler, str(root / "projects"), recursive=True)
     observer.start()
+    observer.fallback_reason = reason
     return observer, "PollingObserver"
