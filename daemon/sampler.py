@@ -3,7 +3,8 @@
 Which processes: the `claude` CLI (native binary or the npm package's node/bun process), recognised by
 process name or by a command line that runs `claude` / `@anthropic-ai/claude-code`. This service itself
 is never matched. Only the process name is stored, never the command line (it can hold a prompt:
-`claude -p "…"`). Processes that vanish or deny access mid-sample are skipped silently: that is normal.
+`claude -p "…"`). Processes that vanish or deny access mid-sample, and zombies (exited, not yet reaped),
+are skipped silently: that is normal.
 """
 from __future__ import annotations
 
@@ -76,6 +77,8 @@ class Sampler:
                 handle = self._procs.get(ident, proc)
                 seen[ident] = handle
                 with handle.oneshot():
+                    if handle.status() == psutil.STATUS_ZOMBIE:     # exited, not yet reaped: not running
+                        continue
                     cpu = handle.cpu_percent(interval=None)
                     rss = handle.memory_info().rss
                     threads = handle.num_threads()
