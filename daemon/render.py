@@ -99,16 +99,24 @@ def render_table(kind: str, data: dict[str, Any], out: TextIO, tz: dt.tzinfo = d
 
 
 def render_csv(kind: str, data: dict[str, Any], out: TextIO) -> None:
-    """One row per report row: its label columns, then the token fields; lists joined with ';'."""
+    """One row per report row: its label columns, then the token fields; lists joined with ';', small dicts
+    (latency_ms) spread over `<name>_<key>` columns."""
     rows = data[kind]
     if not rows:
         writer = csv.writer(out)
         writer.writerow(TOKEN_FIELDS)
         return
     skip = {"model_breakdowns", "burn_rate", "projection"}
-    labels = [k for k in rows[0] if k not in TOKEN_FIELDS and k not in skip]
+    labels: list[tuple[str, str | None]] = []
+    for k, v in rows[0].items():
+        if k not in TOKEN_FIELDS and k not in skip:
+            labels += [(k, sub) for sub in v] if isinstance(v, dict) else [(k, None)]
+
+    def cell(r: dict[str, Any], k: str, sub: str | None) -> Any:
+        v = r[k] if sub is None else r[k][sub]
+        return ";".join(v) if isinstance(v, list) else v
+
     writer = csv.writer(out)
-    writer.writerow(labels + list(TOKEN_FIELDS))
+    writer.writerow([k if sub is None else f"{k}_{sub}" for k, sub in labels] + list(TOKEN_FIELDS))
     for r in rows:
-        writer.writerow([";".join(r[k]) if isinstance(r[k], list) else r[k] for k in labels]
-                        + [r[k] for k in TOKEN_FIELDS])
+        writer.writerow([cell(r, k, sub) for k, sub in labels] + [r[k] for k in TOKEN_FIELDS])
