@@ -5,13 +5,14 @@
   const SVG = "http://www.w3.org/2000/svg";
   const POLL_MS = Math.max(500, parseInt(document.body.dataset.pollMs, 10) || 3000);
   const HIDDEN_POLL_MS = 20000;
+  const RANGE_MIN_MS = 10000;
   const PALETTE = ["#d97757", "#4f7cff", "#2fb58b", "#b26be0", "#e0b43a", "#3fb8d6", "#e05a7a"];
   const OTHER_COLOR = "#8a94a6";
   const MAX_CHART_MODELS = 6;
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
   const state = {
-    range: "30", sort: "last_ms", order: "desc", sessionLimit: 15, sig: null, dirty: true,
+    range: "30", sort: "last_ms", order: "desc", sessionLimit: 15, sig: null, recentSig: null, rangeAt: 0, dirty: true,
     stats: null, daily: null, models: null, offsetMs: 0,
     processSampling: null, healthAt: 0, colors: new Map(), timer: null, busy: false,
   };
@@ -530,10 +531,16 @@
       state.offsetMs = stats.now_ms - Date.now();
       renderStats(stats);
       const sig = [stats.totals.requests, stats.totals.cost_usd, stats.totals.total_tokens, stats.last_request_ms, stats.today.date].join("|");
-      if (sig !== state.sig || state.dirty) {
+      // Cards, block and latest requests follow every poll; the heavier range panels (chart, breakdowns,
+      // sessions) reload at most every RANGE_MIN_MS while requests keep arriving.
+      if (state.dirty || (sig !== state.sig && Date.now() - state.rangeAt >= RANGE_MIN_MS)) {
         state.dirty = false;
         await loadRange();
-        state.sig = sig;
+        state.sig = state.recentSig = sig;
+        state.rangeAt = Date.now();
+      } else if (sig !== state.recentSig) {
+        renderRecent(await getJSON("/api/usage/events?limit=8"));
+        state.recentSig = sig;
       }
       await loadProcesses();
       setStatus(true, "updated " + new Date().toLocaleTimeString());
