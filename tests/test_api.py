@@ -285,7 +285,6 @@ def test_processes_503_without_the_sampler(client, monkeypatch):
 
 
 def test_processes_overview_from_samples(client):
-    pytest.importorskip("daemon.processes")
     store = open_store(database_url())
     api = client.application.extensions["cctally"]
     now_ms = 1_790_000_000_000

@@ -118,7 +118,6 @@ def test_counters_move_on_the_next_scrape(client, truth, tmp_path, corpus_dir, m
 
 
 def test_process_gauges(client):
-    pytest.importorskip("daemon.processes")
     api = client.application.extensions["cctally"]
     now_ms = 1_790_000_000_000
     api.clock = lambda: now_ms / 1000
