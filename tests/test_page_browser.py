@@ -178,6 +178,21 @@ def test_page_shows_the_ledger_and_updates_live(ledger, browser):
         assert page.locator("#block .big").inner_text().startswith("$")   # the new request opened a block
         assert page.locator("#status").inner_text() == "live"
 
+        # the sampler records a Claude process: it appears with CPU and memory sparklines
+        now_ms = int(time.time() * 1000)
+        store = open_store(database_url())
+        with store.write():
+            store.db.cursor().executemany(
+                "INSERT INTO process_samples (host, ts_ms, pid, started_ms, name, cwd, project, session_id, "
+                "cpu_percent, rss_bytes, threads, children) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [("h", now_ms - (5 - k) * 1000, 4321, now_ms - 60_000, "claude", request["project"],
+                  request["project"], request["session"], 5.0 + k, 200_000_000 + k * 10_000_000, 12, 1)
+                 for k in range(6)])
+        page.wait_for_selector("#processes tbody tr", timeout=10_000)
+        row = page.locator("#processes tbody tr").first
+        assert "4321" in row.inner_text() and "10.0%" in row.inner_text()
+        assert row.locator("svg.spark polyline").count() == 2
+
         # phone width: nothing spills sideways; dark scheme applies
         phone = browser.new_page(viewport={"width": 390, "height": 844}, color_scheme="dark")
         phone_errors = watch_console(phone)
