@@ -43,6 +43,54 @@ def is_claude_process(name: str, cmdline: list[str], own_pids: set[int], pid: in
     return False
 
 
+def _process_table() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, short name) of every process, as cheaply as the platform allows: on Linux one
+    read of `/proc/<pid>/stat` each (no psutil object); elsewhere psutil. Processes that vanish are left out."""
+    if not _PROC_STAT:
+        return [(p.info["pid"], p.info["ppid"] or 0, p.info["name"] or "")
+                for p in psutil.process_iter(["pid", "ppid", "name"])]
+    table: list[tuple[int, int, str]] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY)
+            try:
+                data = os.read(fd, 512)
+            finally:
+                os.close(fd)
+            # "pid (comm) state ppid ..."; comm may itself hold spaces and parentheses
+            left, right = data.index(b"("), data.rindex(b")")
+            ppid = int(data[right + 2:].split(None, 2)[1])
+            table.append((int(entry), ppid, data[left + 1:right].decode("utf-8", "replace")))
+        except (OSError, ValueError, IndexError):
+            continue
+    return table
+
+
+_PROC_STAT = os.path.exists("/proc/self/stat")
+
+
+def _children_map(table: list[tuple[int, int, str]]) -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for pid, ppid, _ in table:
+        kids.setdefault(ppid, []).append(pid)
+    return kids
+
+
+def _descendants(children: dict[int, list[int]], pid: int) -> int:
+    """How many processes descend from `pid` (children, grandchildren, …)."""
+    count, stack, seen = 0, list(children.get(pid, ())), {pid}
+    while stack:
+        child = stack.pop()
+        if child in seen:
+            continue
+        seen.add(child)
+        count += 1
+        stack.extend(children.get(child, ()))
+    return count
+
+
 @dataclass(slots=True)
 class Observation:
     pid: int
@@ -61,24 +109,35 @@ class Sampler:
     def __init__(self, store: Store, host: str) -> None:
         self.store = store
         self.host = host
-        self._procs: dict[tuple[int, float], psutil.Process] = {}
+        self._procs: dict[int, psutil.Process] = {}
         self._own = {os.getpid()}
 
     def observe(self) -> list[Observation]:
-        """Find Claude processes now and measure them. The first sighting of a process reports 0 % CPU."""
-        seen: dict[tuple[int, float], psutil.Process] = {}
+        """Find Claude processes now and measure them. The first sighting of a process reports 0 % CPU.
+
+        Cost: one pass over the process table reading names and parents only (on Linux one small read of
+        `/proc/<pid>/stat` per process); command lines are read, and measurements taken, only for processes
+        named `claude` or a JS runtime — a Claude CLI always has one of those names (the native binary, and
+        the npm CLI, which sets its process title, are `claude`; node/bun run the npm package).
+        """
+        table = _process_table()
+        handles: dict[int, psutil.Process] = {}
+        children: dict[int, list[int]] | None = None
         out: list[Observation] = []
-        for proc in psutil.process_iter(["pid", "name", "cmdline", "create_time"]):
+        for pid, _ppid, comm in table:
+            if pid in self._own or not (comm == "claude" or comm in _RUNTIMES):
+                continue
             try:
-                info = proc.info
-                if not is_claude_process(info["name"] or "", info["cmdline"] or [], self._own, info["pid"]):
-                    continue
-                ident = (info["pid"], info["create_time"])
-                handle = self._procs.get(ident, proc)
-                seen[ident] = handle
+                handle = self._procs.get(pid)
+                if handle is None or not handle.is_running():      # new, or its pid was reused
+                    handle = psutil.Process(pid)
                 with handle.oneshot():
+                    name = handle.name()
+                    if not is_claude_process(name, handle.cmdline(), self._own, pid):
+                        continue
                     if handle.status() == psutil.STATUS_ZOMBIE:     # exited, not yet reaped: not running
                         continue
+                    started_ms = int(handle.create_time() * 1000)
                     cpu = handle.cpu_percent(interval=None)
                     rss = handle.memory_info().rss
                     threads = handle.num_threads()
@@ -86,15 +145,14 @@ class Sampler:
                         cwd = handle.cwd()
                     except (psutil.AccessDenied, psutil.ZombieProcess):
                         cwd = None
-                try:
-                    children = len(handle.children(recursive=True))
-                except psutil.Error:
-                    children = 0
-                out.append(Observation(info["pid"], int(info["create_time"] * 1000), info["name"] or "claude",
-                                       cwd, cpu, rss, threads, children))
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-        self._procs = seen
+            handles[pid] = handle
+            if children is None:
+                children = _children_map(table)
+            out.append(Observation(pid, started_ms, name or "claude", cwd, cpu, rss, threads,
+                                   _descendants(children, pid)))
+        self._procs = handles
         return out
 
     def sample(self, now_ms: int | None = None) -> int:

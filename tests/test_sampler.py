@@ -26,6 +26,7 @@ import pytest
 from fixtures_lines import HOST, assistant, db_url, ingest, session_path, user, write
 from daemon.models import ProcessMinute, ProcessSample
 from daemon.processes import process_overview, running_sessions
+from daemon import sampler as sampler_mod
 from daemon.sampler import MINUTE_MS, Sampler, is_claude_process
 from daemon.store import open_store
 
@@ -150,6 +151,24 @@ def test_is_claude_process(name, cmdline, expected):
     assert is_claude_process(name, cmdline, set(), 4242) is expected
 
 
+def test_process_table_names_and_parents():
+    """The cheap process listing gives the same parents and names as psutil, also for a name holding
+    spaces and parentheses (the /proc stat format puts it in parentheses)."""
+    odd = subprocess.Popen([sys.executable, "-c", "import ctypes, sys, time; "
+                            "ctypes.CDLL(None).prctl(15, b'we (ird) name', 0, 0, 0); print('ready', flush=True); "
+                            "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert odd.stdout.readline().strip() == "ready"
+        table = {pid: (ppid, name) for pid, ppid, name in sampler_mod._process_table()}
+        assert table[odd.pid] == (os.getpid(), "we (ird) name")
+        me = psutil.Process()
+        assert table[me.pid] == (me.ppid(), me.name()[:15])
+    finally:
+        odd.kill()
+        odd.wait(timeout=5)
+        odd.stdout.close()
+
+
 def test_own_pids_never_match():
     assert is_claude_process("claude", ["claude"], {4242}, 4242) is False
 
@@ -214,16 +233,16 @@ def test_a_process_that_exits_between_listing_and_measuring_is_skipped(fakes, st
     proj = fakes.project("p")
     doomed = fakes.script(proj)
     survivor = fakes.node(proj)
-    real_iter = psutil.process_iter
+    real_table = sampler_mod._process_table
 
-    def listing_then_exit(attrs=None, ad_value=None):
-        listed = list(real_iter(attrs, ad_value))            # the listing sees `doomed` alive …
+    def listing_then_exit():
+        listed = real_table()                                 # the listing sees `doomed` alive …
         os.killpg(doomed.pid, signal.SIGKILL)                 # … and it exits before it is measured
         fakes.procs[0].wait(timeout=5)
-        assert any(p.pid == doomed.pid for p in listed)
-        return iter(listed)
+        assert any(pid == doomed.pid for pid, _, _ in listed)
+        return listed
 
-    monkeypatch.setattr("daemon.sampler.psutil.process_iter", listing_then_exit)
+    monkeypatch.setattr(sampler_mod, "_process_table", listing_then_exit)
     sampler = Sampler(store, HOST)
     assert sampler.sample() == 1
     assert [r["pid"] for r in samples(store)] == [survivor.pid]
