@@ -10,7 +10,8 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[str, bool], None]
 """Receives (path, is_directory) for every hint."""
+
+EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, DirCreatedEvent, DirMovedEvent]
+"""The only events subscribed to (on Linux, the inotify mask). Not opens, reads or closes: ingest and
+watchdog's own re-walks open every file and directory, and on a large tree those events alone overflow the
+kernel queue — watchdog then re-walks the tree to rebuild its watches, which overflows it again, forever."""
 
 
 class HintHandler(FileSystemEventHandler):
@@ -57,7 +63,7 @@ def start_observer(roots: Iterable[Path], handler: HintHandler, polling: bool = 
         observer = Observer()
         try:
             for root in roots:
-                observer.schedule(handler, str(root / "projects"), recursive=True)
+                observer.schedule(handler, str(root / "projects"), recursive=True, event_filter=EVENTS)
             observer.start()
             observer.fallback_reason = None
             return observer, type(observer).__name__
@@ -72,7 +78,7 @@ def start_observer(roots: Iterable[Path], handler: HintHandler, polling: bool = 
                 pass
     observer = PollingObserver(timeout=poll_seconds)
     for root in roots:
-        observer.schedule(handler, str(root / "projects"), recursive=True)
+        observer.schedule(handler, str(root / "projects"), recursive=True, event_filter=EVENTS)
     observer.start()
     observer.fallback_reason = reason
     return observer, "PollingObserver"

@@ -138,6 +138,46 @@ def test_native_observer_hints_appends_new_files_and_mkdir_p_then_write(isolated
         _stop(observer)
 
 
+class CountingHandler(HintHandler):
+    """Counts every event the observer dispatches, hinted or not."""
+
+    def __init__(self, sink) -> None:
+        super().__init__(sink)
+        self.events: list = []
+
+    def dispatch(self, event) -> None:
+        self.events.append(event)
+        super().dispatch(event)
+
+
+def test_reading_the_tree_produces_no_events(isolated_env):
+    """Ingest and watchdog itself open every file and directory; those opens, reads and closes must not
+    even be subscribed to: on a large tree they overflowed the inotify queue, and watchdog's re-walk after
+    an overflow overflowed it again, forever (events lost, a core busy)."""
+    root = isolated_env["claude"]
+    files = []
+    for d in range(20):
+        path = root / "projects" / f"-p{d}" / "s" / "subagents" / "agent.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"{}\n" * 10)
+        files.append(path)
+    sink = Sink()
+    handler = CountingHandler(sink)
+    observer, _ = start_observer([root], handler)
+    try:
+        for _ in range(3):
+            for dirpath, _dirs, names in os.walk(root / "projects"):
+                for name in names:
+                    with open(os.path.join(dirpath, name), "rb") as f:
+                        f.read()
+        with open(files[0], "ab") as f:          # a marker event, to know the reads were all seen
+            f.write(b"{}\n")
+        assert sink.wait_for(lambda h: _covered(h, files[0]))
+        assert {type(e).__name__ for e in handler.events} == {"FileModifiedEvent"}
+    finally:
+        _stop(observer)
+
+
 def test_polling_observer_on_request(isolated_env):
     root = isolated_env["claude"]
     sink = Sink()
