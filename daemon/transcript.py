@@ -7,6 +7,8 @@ Nothing here reads files, and no prompt or response text leaves this module.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,10 +80,22 @@ _OTHER = ParsedLine(LineKind.OTHER)
 _MALFORMED = ParsedLine(LineKind.MALFORMED)
 
 
+MAX_COUNT = 1 << 53
+"""No API response counts this many; a larger or non-finite count makes the line MALFORMED (it would not
+even fit a database integer)."""
+
+
+class _Absurd(ValueError):
+    """A count of MAX_COUNT or more, or NaN/infinity."""
+
+
 def _count(value: object) -> int:
-    """A token count: non-negative int from an int/float; anything else (null, string, bool) is 0."""
+    """A token count: non-negative int from an int/float; anything else (null, string, bool) is 0.
+    Raises _Absurd beyond MAX_COUNT (NaN fails every comparison)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0
+    if not value < MAX_COUNT:
+        raise _Absurd(value)
     return int(value) if value > 0 else 0
 
 
@@ -187,7 +201,8 @@ def _record(line: dict, envelope: dict, raw: bytes, embedded: bool) -> ParsedLin
         input_tokens=input_tokens, output_tokens=output_tokens, cache_write_5m=c5m, cache_write_1h=c1h,
         cache_read=cache_read, web_search=web_search, web_fetch=web_fetch, speed=speed,
         service_tier=_text(usage.get("service_tier")),
-        logged_cost_usd=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+        logged_cost_usd=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool)
+        and math.isfinite(cost) else None,
         copy_rank=copy_rank(embedded, output_tokens, total, speed is not None),
         parent_uuid=_text(line.get("parentUuid")),
     ))
@@ -216,15 +231,18 @@ def user_line_stamp(raw: bytes) -> tuple[str, int] | None:
 
 
 def _loads(raw: bytes) -> tuple[object, bool]:
-    """orjson first; on invalid UTF-8 decode leniently (usage fields are ASCII) and flag it."""
+    """orjson first; else decode leniently and flag invalid UTF-8 (usage fields are ASCII), then parse with
+    the stdlib, which accepts the escaped lone surrogates orjson rejects (an emoji cut in half, CL-2.1.132).
+    Raises ValueError (or RecursionError) when the line is not JSON at all."""
     try:
         return orjson.loads(raw), False
     except orjson.JSONDecodeError:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return orjson.loads(raw.decode("utf-8", "replace")), True
-        raise
+        pass
+    try:
+        text, invalid_utf8 = raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, invalid_utf8 = raw.decode("utf-8", "replace"), True
+    return json.loads(text), invalid_utf8
 
 
 def parse_line(raw: bytes) -> ParsedLine:
@@ -243,28 +261,32 @@ def parse_line(raw: bytes) -> ParsedLine:
         return _OTHER if line[:1] == b"{" and line[-1:] == b"}" else _MALFORMED
     try:
         obj, invalid_utf8 = _loads(line)
-    except orjson.JSONDecodeError:
+    except (ValueError, RecursionError):
         return _MALFORMED
     if not isinstance(obj, dict):
         return _MALFORMED
     kind = obj.get("type")
-    if kind == "assistant" or (kind is None and isinstance(obj.get("message"), dict)):
-        parsed = _record(obj, obj, line, embedded=False)
-    elif kind == "progress":
-        data = obj.get("data")
-        if not isinstance(data, dict) or data.get("type") != "agent_progress":
+    try:
+        if kind == "assistant" or (kind is None and isinstance(obj.get("message"), dict)):
+            parsed = _record(obj, obj, line, embedded=False)
+        elif kind == "progress":
+            data = obj.get("data")
+            if not isinstance(data, dict) or data.get("type") != "agent_progress":
+                return _OTHER
+            inner = data.get("message")
+            if not isinstance(inner, dict) or inner.get("type", "assistant") != "assistant":
+                return _OTHER
+            envelope = dict(obj, agentId=data.get("agentId") or obj.get("agentId"))
+            parsed = _record(inner, envelope, line, embedded=True)
+        else:
             return _OTHER
-        inner = data.get("message")
-        if not isinstance(inner, dict) or inner.get("type", "assistant") != "assistant":
-            return _OTHER
-        envelope = dict(obj, agentId=data.get("agentId") or obj.get("agentId"))
-        parsed = _record(inner, envelope, line, embedded=True)
+    except _Absurd:
+        return _MALFORMED
+    if kind == "progress":
         if parsed.record is not None and parsed.record.ts_ms is not None:
             outer_ts = parse_timestamp(obj.get("timestamp"))
             if outer_ts is not None and outer_ts < parsed.record.ts_ms:
                 parsed.record.ts_ms = outer_ts      # first-seen: the progress line may predate the copy
-    else:
-        return _OTHER
     if invalid_utf8:
         parsed = ParsedLine(parsed.kind, parsed.record, invalid_utf8=True)
     return parsed

@@ -370,3 +370,14 @@ def test_very_long_lines_between_requests_in_batches(root, db):
     write(session_path(root), [req(1), big, req(2), big, big, req(3)])
     s = ingest([root], db, batch_bytes=1000)
     assert s.new_requests == 3 and s.skipped_lines == 0
+
+
+def test_lone_surrogate_escape_and_absurd_counts_never_stop_ingestion(root, db):
+    cut = dumps(req(1, text="MARK")).replace(b"MARK", b"emoji cut in half \\ud83d")
+    absurd = dumps(req(2)).replace(b'"output_tokens":20', b'"output_tokens":123456789012345678901234567890')
+    assert absurd != dumps(req(2))
+    write(session_path(root), [cut, absurd, dumps(req(3))])
+    write(session_path(root, "sess-z"), [req(4, session="sess-z")])   # a file read after the bad one
+    s = ingest([root], db)
+    assert s.skipped_lines == 1
+    assert set(rows(db)) == {key(msg_id(i), req_id(i)) for i in (1, 3, 4)}

@@ -240,3 +240,34 @@ def test_placeholder_copy_ranks_below_final_copy():
 def test_sidechain_flag_and_agent_id():
     r = parse(assistant(msg_id(1), req_id(1), at=ts(), sidechain=True, agent="a9f")).record
     assert r.is_sidechain and r.agent_id == "a9f" and not r.embedded
+
+
+def test_escaped_lone_surrogates_are_decoded_leniently():
+    """JSON.stringify writes a lone surrogate (an emoji cut by a truncation, CL-2.1.132) as an escape;
+    orjson rejects it. The line must still count (FORMAT-NOTES 6: decode leniently)."""
+    raw = dumps(assistant(msg_id(1), req_id(1), at=ts(), text="MARK")).replace(b"MARK", b"cut emoji \\ud83d here")
+    p = parse_line(raw)
+    assert p.kind is LineKind.REQUEST and p.record.output_tokens == 100
+    both = raw.replace(b"here", b"\\udc00 and \xff invalid utf8")
+    p = parse_line(both)
+    assert p.kind is LineKind.REQUEST and p.invalid_utf8
+
+
+@pytest.mark.parametrize("bad", [b"123456789012345678901234567890", b"1e400", b"9.3e18", b"NaN", b"Infinity",
+                                 b"-Infinity"])
+def test_absurd_or_non_finite_counts_make_the_line_malformed(bad):
+    """A count no API returns (beyond 2**53, or not finite) is bad input: skip the line, don't crash later."""
+    good = dumps(assistant(msg_id(1), req_id(1), at=ts(), u=usage(output=777)))
+    for field in (b'"output_tokens":777', b'"cache_read_input_tokens":0'):
+        name = field.split(b":")[0]
+        raw = good.replace(field, name + b":" + bad)
+        assert parse_line(raw).kind in (LineKind.MALFORMED, LineKind.REQUEST)
+        p = parse_line(raw)
+        if p.kind is LineKind.REQUEST:      # -Infinity is a negative count: 0, like any negative
+            assert bad == b"-Infinity" and min(p.record.output_tokens, p.record.cache_read) == 0
+        assert p.record is None or all(abs(v) < 2 ** 53 for v in (p.record.output_tokens, p.record.cache_read))
+
+
+def test_deeply_nested_json_is_malformed_not_a_crash():
+    raw = b'{"type":"assistant","message":{"usage":{"input_tokens":1,"output_tokens":1}},"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert parse_line(raw).kind is LineKind.MALFORMED
