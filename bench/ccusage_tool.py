@@ -54,7 +54,7 @@ def ensure_installed(prefix: Path, version: str = CCUSAGE_VERSION, log=print) ->
     cmd = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error",
            f"ccusage@{version}"] + ([f"{native}@{version}"] if native else [])
     log(f"installing ccusage: {' '.join(cmd)}")
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, stdout=sys.stderr)      # keep stdout for the tables
 
 
 def command(prefix: Path) -> tuple[list[str], str]:
