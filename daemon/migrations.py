@@ -262,12 +262,21 @@ def _run(db: Database, upto: str | None) -> list[str]:
     ran: list[str] = []
     for name, func in MIGRATIONS:
         if name not in done:
-            with db.atomic():
-                func(db, migrator)
-                db.execute_sql(f"INSERT INTO _migrations (name, applied_ms) VALUES ({db.param}, {db.param})",
-                               (name, int(time.time() * 1000)))
-            log.info("applied migration %s", name)
-            ran.append(name)
+            with _write(db):
+                # another process (the daemon and a CLI started together, or after an upgrade) may have
+                # applied it since `done` was read; inside the write lock the answer is final
+                if name not in applied(db):
+                    func(db, migrator)
+                    db.execute_sql(f"INSERT INTO _migrations (name, applied_ms) VALUES ({db.param}, {db.param})",
+                                   (name, int(time.time() * 1000)))
+                    log.info("applied migration %s", name)
+                    ran.append(name)
         if name == upto:
             break
     return ran
+
+
+def _write(db: Database):
+    """A write transaction; on SQLite BEGIN IMMEDIATE, so the check-then-apply above cannot interleave."""
+    from peewee import SqliteDatabase
+    return db.atomic(lock_type="IMMEDIATE") if isinstance(db, SqliteDatabase) else db.atomic()

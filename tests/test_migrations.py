@@ -125,3 +125,35 @@ def test_open_store_on_an_old_file_upgrades_it(isolated_env):
     assert applied(store.db) == NAMES
     assert store.get_meta("last_ingest") == '{"at_ms": 1}'
     assert db_url(isolated_env["db"]) == store.url
+
+
+RACER = """
+import sys, time
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+from daemon.store import open_store
+open_store("sqlite:///" + sys.argv[1])
+"""
+
+
+def test_processes_upgrading_one_ledger_at_once(tmp_path):
+    """The daemon and a CLI (or two CLIs) starting together after an upgrade: every migration runs once,
+    and none of them fails on a step the other has just applied."""
+    import subprocess
+    import sys
+    import time
+    for attempt in range(2):
+        path = tmp_path / f"race-{attempt}.db"
+        db = m001_ledger(path)
+        db.execute_sql("PRAGMA journal_mode=wal")           # as open_store leaves every ledger
+        db.close()
+        start = time.time() + 0.5
+        procs = [subprocess.Popen([sys.executable, "-c", RACER, str(path), str(start)], stderr=subprocess.PIPE,
+                                  text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+        db = SqliteDatabase(str(path))
+        assert [r[0] for r in db.execute_sql("SELECT name FROM _migrations")] == NAMES
+        assert db.execute_sql("SELECT COUNT(*) FROM requests").fetchone()[0] == 3
+        db.close()
