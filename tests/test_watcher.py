@@ -117,6 +117,7 @@ def _stop(observer) -> None:
     assert not observer.is_alive()
 
 
+@pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")   # watchdog: a watch added twice in the race
 def test_native_observer_hints_appends_new_files_and_mkdir_p_then_write(isolated_env):
     root = isolated_env["claude"]
     existing = root / "projects" / "-home-dev-a" / "s1.jsonl"
