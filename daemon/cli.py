@@ -134,9 +134,10 @@ def _catch_up(args: argparse.Namespace, store, progress=None):
     from .ingest import Ingester
     ingester = Ingester(store, _roots(args), host=host_id(args.host_id))
     summary = ingester.catch_up(progress)
-    store.set_meta("last_ingest", json.dumps({"at_ms": int(time.time() * 1000), "summary": summary.line(),
-                                                "new_requests": summary.new_requests,
-                                                "skipped_lines": summary.skipped_lines}))
+    if summary.files_read or summary.files_missing:     # no write transaction when nothing changed
+        store.set_meta("last_ingest", json.dumps({"at_ms": int(time.time() * 1000), "summary": summary.line(),
+                                                    "new_requests": summary.new_requests,
+                                                    "skipped_lines": summary.skipped_lines}))
     return summary
 
 
@@ -156,7 +157,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = _open(args)
     if not args.no_ingest:
         try:
-            _catch_up(args, store)
+            roots = _roots(args)
+            from .heartbeat import live_daemon
+            if live_daemon(store.url, roots) is None:      # a running daemon keeps the ledger current
+                _catch_up(args, store)
         except NoClaudeRootsError as exc:
             log.warning("%s; reporting from the ledger only", exc)
     reports = Reports(store)

@@ -18,16 +18,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from peewee import IntegrityError
 
 from . import rollups
-from .models import SourceFile
-from .pricing import Pricer, default_pricer
-from .store import REQUEST_COLUMNS, Store
+from .store import REQUEST_COLUMNS, FileState, Store
 from .tailer import Change, Snapshot, classify, fingerprints, read_lines, DEFAULT_BATCH_BYTES
 from .transcript import LineKind, UsageRecord, parse_line, user_line_stamp
+
+if TYPE_CHECKING:
+    from .pricing import Pricer
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +91,15 @@ def discover_under(root: Path, directory: str) -> list[tuple[Path, str]]:
 
 
 def _walk(starts: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    # Canonical paths are built from each directory's canonical path; only symlinked entries are
+    # resolved (a realpath per file costs ~13 syscalls; 11k files made that most of a catch-up).
     found: list[tuple[Path, str]] = []
     seen_files: set[tuple[int, int]] = set()
     seen_dirs: set[tuple[int, int]] = set()
     for root, start in starts:
-        stack = [start]
+        stack = [(start, os.path.realpath(start))]
         while stack:
-            directory = stack.pop()
+            directory, real_dir = stack.pop()
             try:
                 st = os.stat(directory)
                 if (st.st_dev, st.st_ino) in seen_dirs:
@@ -108,15 +111,22 @@ def _walk(starts: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
                 continue
             for entry in entries:
                 try:
+                    link = entry.is_symlink()
                     if entry.is_dir(follow_symlinks=True):
                         if entry.name not in _SKIP_DIRS:
-                            stack.append(entry.path)
+                            real = os.path.realpath(entry.path) if link else os.path.join(real_dir, entry.name)
+                            stack.append((entry.path, real))
                     elif is_transcript(entry.name) and entry.is_file(follow_symlinks=True):
-                        est = entry.stat(follow_symlinks=True)
-                        ident = (est.st_dev, est.st_ino)
+                        if link:
+                            est = entry.stat(follow_symlinks=True)
+                            ident = (est.st_dev, est.st_ino)
+                            real = os.path.realpath(entry.path)
+                        else:
+                            ident = (st.st_dev, entry.inode())
+                            real = os.path.join(real_dir, entry.name)
                         if ident not in seen_files:
                             seen_files.add(ident)
-                            found.append((root, os.path.realpath(entry.path)))
+                            found.append((root, real))
                 except OSError:
                     continue
     found.sort(key=lambda rp: rp[1])
@@ -132,23 +142,52 @@ def _project_fallback(root: Path, path: str) -> str:
         return ""
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One batch of one file, read but not yet committed."""
+
+    path: str
+    root: str
+    reset: bool                      # first batch after a decision to re-read from 0
+    start: int                       # offset this batch starts at (must still be the stored one)
+    end: int
+    read_to: int
+    head: str
+    tail: str
+    last_line: int
+    skipped: int
+    st: os.stat_result
+    records: dict[str, UsageRecord]
+
+
 class Ingester:
     """Reads transcripts under `roots` into `store`. One per process; not thread-safe (one writer).
 
-    `batch_bytes` is how many bytes of complete lines go into one transaction; default: the env var
-    `CCTALLY_BATCH_BYTES` if set (tests and benchmarks use it to commit often), else 8 MiB.
+    `batch_bytes` is how many bytes of complete lines go into one transaction — from one file or from
+    several small ones; default: the env var `CCTALLY_BATCH_BYTES` if set (tests and benchmarks use it
+    to commit often), else 8 MiB.
     """
 
-    def __init__(self, store: Store, roots: Sequence[Path], *, host: str, pricer: Pricer | None = None,
+    def __init__(self, store: Store, roots: Sequence[Path], *, host: str, pricer: "Pricer | None" = None,
                  batch_bytes: int | None = None) -> None:
         self.store = store
         self.roots = list(roots)
         self.host = host
         self.os_user = _os_user()
-        self.pricer = pricer or default_pricer()
+        self._pricer = pricer
         self.batch_bytes = batch_bytes or int(os.environ.get("CCTALLY_BATCH_BYTES") or DEFAULT_BATCH_BYTES)
         self._prompts: OrderedDict[str, int] = OrderedDict()   # uuid -> ts of recent user lines
         self.cancelled = False      # set from another thread to stop after the transaction in flight
+        self._pending: list[_Pending] = []
+        self._pending_bytes = 0
+
+    @property
+    def pricer(self) -> "Pricer":
+        """The price table, loaded on first use (a catch-up with nothing new never imports it)."""
+        if self._pricer is None:
+            from .pricing import default_pricer
+            self._pricer = default_pricer()
+        return self._pricer
 
     # ---- public
     def catch_up(self, progress: Progress | None = None) -> IngestSummary:
@@ -157,31 +196,37 @@ class Ingester:
         summary = IngestSummary()
         files = discover(self.roots)
         summary.files_seen = len(files)
-        known = {f.path: f for f in self.store.files(self.host)}
-        work: list[tuple[Path, str, SourceFile | None, Change, os.stat_result]] = []
+        known = self.store.file_states(self.host)
+        work: list[tuple[Path, str, FileState | None, Change, os.stat_result]] = []
+        found_again: list[FileState] = []
         total = 0
         for root, path in files:
             state = known.pop(path, None)
             change, st = classify(path, _snapshot(state))
             if change is Change.UNCHANGED and state is not None and state.missing:
-                self._mark_found(state)         # back exactly as it was (its dir moved out and back)
+                found_again.append(state)        # back exactly as it was (its dir moved out and back)
             if change in (Change.UNCHANGED, Change.GONE) or st is None:
                 continue
             start = 0 if change in (Change.NEW, Change.RESET) or state is None else state.offset
             total += max(0, st.st_size - start)
             work.append((root, path, state, change, st))
+        gone = [s for s in known.values() if not s.missing]   # tracked but no longer under any root
+        if found_again or gone:
+            with self.store.write():
+                self.store.set_missing([s.id for s in found_again], False)
+                self.store.set_missing([s.id for s in gone], True)
+            for s in gone:
+                log.info("%s is gone; its %d request(s) stay in the ledger", s.path, s.requests_seen)
+            summary.files_missing += len(gone)
         done = 0
         for root, path, state, change, st in work:
             if self.cancelled:
                 break
             done_before = summary.bytes_read
-            self._ingest(root, path, state, change, st, summary,
-                         (lambda n: progress(done + n, total)) if progress else None)
+            self._read(root, path, state, change, st, summary,
+                       (lambda n: progress(done + n, total)) if progress else None)
             done += summary.bytes_read - done_before
-        for state in known.values():           # tracked but no longer found under any root
-            if not state.missing and not self.cancelled:
-                self._mark_missing(state)
-                summary.files_missing += 1
+        self._flush(summary)
         summary.seconds = time.monotonic() - started
         if progress:
             progress(total, total)
@@ -198,7 +243,7 @@ class Ingester:
         return None
 
     def ingest_path(self, path: str) -> IngestSummary:
-        """Read one file (a watcher hint). Unknown roots and non-transcripts are ignored."""
+        """Read one file (a watcher hint) and commit. Unknown roots and non-transcripts are ignored."""
         summary = IngestSummary()
         real = os.path.realpath(path)
         root = self._root_of(path, real)
@@ -206,17 +251,17 @@ class Ingester:
             return summary
         state = self.store.file_state(self.host, real)
         change, st = classify(real, _snapshot(state))
-        if change is Change.GONE:
-            if state is not None and not state.missing:
-                self._mark_missing(state)
-                summary.files_missing += 1
+        if change is Change.GONE or (change is Change.UNCHANGED and state is not None and state.missing):
+            if state is not None and state.missing != (change is Change.GONE):
+                with self.store.write():
+                    self.store.set_missing([state.id], change is Change.GONE)
+                summary.files_missing += change is Change.GONE
             return summary
-        if change is Change.UNCHANGED and state is not None and state.missing:
-            self._mark_found(state)
         if change is Change.UNCHANGED or st is None:
             return summary
         started = time.monotonic()
-        self._ingest(root, real, state, change, st, summary, None)
+        self._read(root, real, state, change, st, summary, None)
+        self._flush(summary)
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -233,9 +278,9 @@ class Ingester:
                 total.bytes_read += one.bytes_read
         return total
 
-    # ---- one file
-    def _ingest(self, root: Path, path: str, state: SourceFile | None, change: Change, st: os.stat_result,
-                summary: IngestSummary, progress: Callable[[int], None] | None) -> None:
+    # ---- reading one file into pending batches
+    def _read(self, root: Path, path: str, state: FileState | None, change: Change, st: os.stat_result,
+              summary: IngestSummary, progress: Callable[[int], None] | None) -> None:
         reset = change is Change.RESET
         if reset:
             summary.files_reset += 1
@@ -255,7 +300,7 @@ class Ingester:
             log.warning("cannot open %s: %s", path, exc)
             return
         with f:
-            wrote_any = False
+            first = True
             for batch in read_lines(f, start, line_no, batch_bytes=self.batch_bytes):
                 records: dict[str, UsageRecord] = {}
                 skipped = batch.oversized
@@ -288,109 +333,97 @@ class Ingester:
                         record.latency_ms = record.ts_ms - asked
                     if not record.project:
                         record.project = fallback_project
+                    record.source = path
                     _merge_into(records, record)
                 bad_count += skipped
                 head, tail = fingerprints(f, batch.end)
-                applied = self._commit(path, str(root), state, reset and not wrote_any, start, st, batch.end,
-                                       batch.read_to, head, tail, batch.first_line_no + len(batch.lines) - 1,
-                                       skipped, records, summary)
-                if applied is None:        # another writer moved this file on; the next pass resumes
-                    log.info("skipping %s: its offset was advanced by another writer", path)
-                    return
-                state = applied
-                wrote_any = True
-                summary.bytes_read += batch.end - start
+                self._add(_Pending(path, str(root), reset and first, start, batch.end, batch.read_to, head, tail,
+                                   batch.first_line_no + len(batch.lines) - 1, skipped, st, records),
+                          batch.end - start, summary)
+                first = False
                 start = batch.end
-                summary.skipped_lines += skipped
                 if progress:
                     progress(summary.bytes_read)
                 if self.cancelled:
-                    return
-            if not wrote_any:
+                    break
+            if first:
                 # nothing complete to read (only a partial line arrived): remember size/mtime so the
                 # file is not re-examined until it changes again
-                self._touch(path, str(root), state, reset, st, f)
+                head, tail = fingerprints(f, start)
+                self._add(_Pending(path, str(root), reset, start, start, st.st_size, head, tail, line_no - 1,
+                                   0, st, {}), 0, summary)
         if bad_count:
             log.warning("%s: skipped %d unreadable line(s) (first at line %s)", path, bad_count,
                         bad_first if bad_first is not None else "?")
 
-    def _commit(self, *args: Any) -> SourceFile | None:
-        """Write one batch (see `_commit_once`), retrying when another writer inserted one of its keys
-        first (team databases): the retry re-reads the rows and merges with them."""
+    def _add(self, pending: _Pending, size: int, summary: IngestSummary) -> None:
+        self._pending.append(pending)
+        self._pending_bytes += size
+        summary.bytes_read += size
+        if self._pending_bytes >= self.batch_bytes or self.cancelled:
+            self._flush(summary)
+
+    # ---- committing
+    def _flush(self, summary: IngestSummary) -> None:
+        """Commit the pending batches: rows and offsets in one transaction, retried when another writer
+        inserted one of the keys first (team databases): the retry re-reads those rows and merges."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
         for attempt in range(_WRITE_RETRIES):
             try:
-                return self._commit_once(*args)
+                self._commit(pending, summary)
+                return
             except IntegrityError:
                 if attempt == _WRITE_RETRIES - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
-        return None
 
-    def _commit_once(self, path: str, root: str, state: SourceFile | None, reset: bool, start: int,
-                     st: os.stat_result, end: int, read_to: int, head: str, tail: str, last_line_no: int,
-                     skipped: int, records: dict[str, UsageRecord], summary: IngestSummary) -> SourceFile | None:
-        """Write one batch: merged rows and the file's new offset, in one transaction."""
+    def _commit(self, pending: list[_Pending], summary: IngestSummary) -> None:
         now = int(time.time() * 1000)
-        records = dict(records)        # _apply drops /btw replays from it; a retry needs the original
         with self.store.write():
-            current = self.store.file_state(self.host, path)
-            if current is None:
-                current = SourceFile(host=self.host, path=path, root=root, first_seen_ms=now)
-            elif not reset and current.offset != start:
-                return None
-            file_id = current.id
-            if file_id is None:
-                current.save()
-                file_id = current.id
-            inserted, updated = self._apply(records, file_id, now)
-            if reset:
-                current.resets = (current.resets or 0) + (1 if current.id is not None and state is not None else 0)
-                current.skipped_lines = 0
-                current.requests_seen = 0
-            current.root = root
-            current.dev, current.inode = st.st_dev, st.st_ino
-            current.size = read_to
-            current.offset = end
-            current.mtime_ns = st.st_mtime_ns
-            current.head_hash, current.tail_hash = head, tail
-            current.lines = last_line_no
-            current.skipped_lines = (current.skipped_lines or 0) + skipped
-            current.requests_seen = (current.requests_seen or 0) + len(records)
-            current.last_ingest_ms = now
-            current.missing = False
-            current.save()
+            current = self.store.file_states(self.host, list(dict.fromkeys(p.path for p in pending)))
+            states: dict[str, FileState] = {}
+            refused: set[str] = set()
+            accepted: list[_Pending] = []
+            for p in pending:
+                if p.path in refused:
+                    continue
+                state = states.get(p.path)
+                if state is None:
+                    state = current.get(p.path)
+                    if state is not None and not p.reset and state.offset != p.start:
+                        refused.add(p.path)   # another writer moved this file on; the next pass resumes
+                        log.info("skipping %s: its offset was advanced by another writer", p.path)
+                        continue
+                    if state is None:
+                        state = FileState(None, self.host, p.path, p.root, first_seen_ms=now)
+                    states[p.path] = state
+                if p.reset:
+                    state.resets += 1 if state.id is not None else 0
+                    state.skipped_lines = state.requests_seen = 0
+                state.root = p.root
+                state.dev, state.inode = p.st.st_dev, p.st.st_ino
+                state.size, state.offset, state.mtime_ns = p.read_to, p.end, p.st.st_mtime_ns
+                state.head_hash, state.tail_hash = p.head, p.tail
+                state.lines = p.last_line
+                state.skipped_lines += p.skipped
+                state.requests_seen += len(p.records)
+                state.last_ingest_ms = now
+                state.missing = False
+                accepted.append(p)
+            self.store.save_file_states(states.values())
+            merged: dict[str, UsageRecord] = {}
+            for p in accepted:
+                for record in p.records.values():
+                    _merge_into(merged, record)
+            inserted, updated = self._apply(merged, {path: s.id for path, s in states.items()}, now)
         summary.new_requests += inserted
         summary.updated_requests += updated
-        return current
-
-    def _touch(self, path: str, root: str, state: SourceFile | None, reset: bool, st: os.stat_result, f) -> None:
-        with self.store.write():
-            current = self.store.file_state(self.host, path)
-            now = int(time.time() * 1000)
-            if current is None:
-                current = SourceFile(host=self.host, path=path, root=root, first_seen_ms=now)
-            if reset:
-                current.offset, current.lines, current.skipped_lines, current.requests_seen = 0, 0, 0, 0
-                current.resets = (current.resets or 0) + 1
-            current.head_hash, current.tail_hash = fingerprints(f, current.offset or 0)
-            current.dev, current.inode = st.st_dev, st.st_ino
-            current.size, current.mtime_ns = st.st_size, st.st_mtime_ns
-            current.missing = False
-            current.last_ingest_ms = now
-            current.save()
-
-    def _mark_found(self, state: SourceFile) -> None:
-        with self.store.write():
-            SourceFile.update(missing=False).where(SourceFile.id == state.id).execute()
-        log.info("%s is back", state.path)
-
-    def _mark_missing(self, state: SourceFile) -> None:
-        with self.store.write():
-            SourceFile.update(missing=True).where(SourceFile.id == state.id).execute()
-        log.info("%s is gone; its %d request(s) stay in the ledger", state.path, state.requests_seen)
+        summary.skipped_lines += sum(p.skipped for p in accepted)
 
     # ---- merging
-    def _row(self, r: UsageRecord, file_id: int, now: int) -> tuple:
+    def _row(self, r: UsageRecord, file_id: int | None, now: int) -> tuple:
         price = self.pricer.price(r.model, r.input_tokens, r.output_tokens, r.cache_write_5m, r.cache_write_1h,
                                   r.cache_read, r.speed, _utc(r.ts_ms))
         return (r.key, r.message_id, r.request_id, r.session_id, r.agent_id, r.is_sidechain, r.embedded,
@@ -399,8 +432,9 @@ class Ingester:
                 r.service_tier, price.cost_usd, r.logged_cost_usd, price.priced, r.copy_rank, file_id,
                 self.host, self.os_user, now, r.latency_ms)
 
-    def _apply(self, records: dict[str, UsageRecord], file_id: int, now: int) -> tuple[int, int]:
-        """Merge batch records with the stored rows; returns (rows inserted net of btw deletions, rows updated)."""
+    def _apply(self, records: dict[str, UsageRecord], file_ids: dict[str, int], now: int) -> tuple[int, int]:
+        """Merge batch records with the stored rows; returns (rows inserted net of btw deletions, rows updated).
+        `records` may be changed (replays dropped); `file_ids` maps each record's source path to its id."""
         if not records:
             return 0, 0
         store = self.store
@@ -427,6 +461,7 @@ class Ingester:
         replaced: list[tuple] = []
         for key, r in records.items():
             old = existing.get(key)
+            file_id = file_ids.get(r.source) if r.source else None
             if old is None:
                 inserts.append(self._row(r, file_id, now))
                 continue
@@ -453,14 +488,16 @@ class Ingester:
 
 
 def _merge_into(records: dict[str, UsageRecord], record: UsageRecord) -> None:
-    """Keep one record per key within a batch: highest copy_rank (tie: the later line), earliest timestamp."""
+    """Keep one record per key, merging in reading order: highest copy_rank (a tie: the later line of the
+    same file; across files the copy read first stays, as in the store), earliest timestamp."""
     old = records.get(record.key)
     if old is None:
         records[record.key] = record
         return
     earliest = min(old.ts_ms, record.ts_ms)
     latency = _min_known(old.latency_ms, record.latency_ms)
-    keep = record if record.copy_rank >= old.copy_rank else old
+    better = record.copy_rank > old.copy_rank or (record.copy_rank == old.copy_rank and record.source == old.source)
+    keep = record if better else old
     keep.ts_ms, keep.latency_ms = earliest, latency
     records[record.key] = keep
 
@@ -472,7 +509,7 @@ def _min_known(a: int | None, b: int | None) -> int | None:
     return a if b is None else min(a, b)
 
 
-def _snapshot(state: SourceFile | None) -> Snapshot | None:
+def _snapshot(state: FileState | None) -> Snapshot | None:
     if state is None:
         return None
     return Snapshot(dev=state.dev, inode=state.inode, size=state.size, offset=state.offset,

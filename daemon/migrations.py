@@ -224,6 +224,14 @@ def m004_rollups(db: Database, migrator: SchemaMigrator) -> None:
     rebuild(db)
 
 
+@migration
+def m005_drop_redundant_indexes(db: Database, migrator: SchemaMigrator) -> None:
+    """Reports read the rollups now; these request indexes only slowed every insert. `session_id` alone is
+    covered by (session_id, ts_ms)."""
+    for name in ("request_session_id", "request_project", "request_model", "requests_file_id"):
+        db.execute_sql(f"DROP INDEX IF EXISTS {name}")
+
+
 def _migrator(db: Database) -> SchemaMigrator:
     from peewee import PostgresqlDatabase
     if isinstance(db, PostgresqlDatabase):

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import claude_roots, data_dir, database_url, host_id
+from .config import claude_roots, database_url, host_id
+from .heartbeat import write_state_file
 from .ingest import Ingester
 from .jobs import IngestWorker, build_scheduler
 from .store import open_store
@@ -68,7 +69,7 @@ class Daemon:
         info = {"pid": os.getpid(), "started_ms": self.started_ms, "heartbeat_ms": int(time.time() * 1000),
                 "observer": self.observer_kind, "observer_fallback": self.observer_fallback, "web": self.web_url,
                 "sample_seconds": None if self.sampler is None else self.args.sample_seconds,
-                "roots": [str(r) for r in self.roots], **(extra or {})}
+                "roots": [str(r) for r in self.roots], "db": self.url, **(extra or {})}
         text = json.dumps(info)
         write_state_file(text)            # readable by `status` even while the database is unreachable
         self.store.set_meta(f"daemon:{self.host}", text)
@@ -144,19 +145,6 @@ def run_daemon(args: argparse.Namespace) -> int:
         pass
     daemon.stop()
     return 0
-
-
-def state_file() -> Path:
-    """The daemon's heartbeat file in the data dir."""
-    return data_dir() / "daemon.json"
-
-
-def write_state_file(text: str) -> None:
-    path = state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def free_port() -> int:

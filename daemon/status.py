@@ -71,7 +71,7 @@ def _ledger_status(info: dict[str, Any], url: str, host: str, local: dict[str, A
 
 
 def _local_daemon_state() -> dict[str, Any] | None:
-    from .runner import state_file
+    from .heartbeat import state_file
     try:
         return json.loads(state_file().read_text())
     except (OSError, ValueError):

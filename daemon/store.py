@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlparse
@@ -16,7 +17,7 @@ from urllib.parse import unquote, urlparse
 from peewee import Database, PostgresqlDatabase, SqliteDatabase, chunked
 
 from . import migrations
-from .models import Meta_, SourceFile, database_proxy
+from .models import Meta_, database_proxy
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,39 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "latency_ms",
 )
 """Column order of the row tuples `insert_requests`, `update_requests` and `requests_by_key` exchange."""
+
+FILE_COLUMNS: tuple[str, ...] = (
+    "id", "host", "path", "root", "dev", "inode", "size", "offset", "mtime_ns", "head_hash", "tail_hash",
+    "lines", "skipped_lines", "requests_seen", "resets", "first_seen_ms", "last_ingest_ms", "missing",
+)
+
+
+@dataclass(slots=True)
+class FileState:
+    """A row of `files` (see models.SourceFile for what each field means)."""
+
+    id: int | None
+    host: str
+    path: str
+    root: str
+    dev: int = 0
+    inode: int = 0
+    size: int = 0
+    offset: int = 0
+    mtime_ns: int = 0
+    head_hash: str = ""
+    tail_hash: str = ""
+    lines: int = 0
+    skipped_lines: int = 0
+    requests_seen: int = 0
+    resets: int = 0
+    first_seen_ms: int = 0
+    last_ingest_ms: int = 0
+    missing: bool = False
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, c) for c in FILE_COLUMNS)
+
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -161,11 +195,48 @@ class Store:
             self.db.execute_sql(f"DELETE FROM requests WHERE key IN ({self._ph(len(chunk))})", chunk)
 
     # ---- files
-    def file_state(self, host: str, path: str) -> SourceFile | None:
-        return SourceFile.get_or_none((SourceFile.host == host) & (SourceFile.path == path))
+    def file_state(self, host: str, path: str) -> FileState | None:
+        return self.file_states(host, [path]).get(path)
 
-    def files(self, host: str) -> list[SourceFile]:
-        return list(SourceFile.select().where(SourceFile.host == host))
+    def files(self, host: str) -> list[FileState]:
+        return list(self.file_states(host).values())
+
+    def file_states(self, host: str, paths: Sequence[str] | None = None) -> dict[str, FileState]:
+        """Stored states of this host's files (all, or these paths), by path. Plain SQL: a catch-up loads
+        every file's state, and Peewee model instances cost ~50x more to build."""
+        cols = ", ".join(f'"{c}"' for c in FILE_COLUMNS)
+        p = self.db.param
+        if paths is None:
+            rows = list(self.db.execute_sql(f"SELECT {cols} FROM files WHERE host = {p}", (host,)))
+        else:
+            rows = []
+            for chunk in chunked(list(paths), _LOOKUP_CHUNK):
+                rows.extend(self.db.execute_sql(
+                    f"SELECT {cols} FROM files WHERE host = {p} AND path IN ({self._ph(len(chunk))})",
+                    [host] + list(chunk)))
+        return {row[2]: FileState(*row[:-1], missing=bool(row[-1])) for row in rows}
+
+    def save_file_states(self, states: Iterable[FileState]) -> None:
+        """Insert new states (id None; their ids are filled in) and overwrite existing ones."""
+        p = self.db.param
+        new = [s for s in states if s.id is None]
+        old = [s for s in states if s.id is not None]
+        if old:
+            sets = ", ".join(f'"{c}" = {p}' for c in FILE_COLUMNS[1:])
+            self.db.cursor().executemany(f"UPDATE files SET {sets} WHERE id = {p}",
+                                         [s.values()[1:] + (s.id,) for s in old])
+        if new:
+            cols = ", ".join(f'"{c}"' for c in FILE_COLUMNS[1:])
+            self.db.cursor().executemany(f"INSERT INTO files ({cols}) VALUES ({self._ph(len(FILE_COLUMNS) - 1)})",
+                                         [s.values()[1:] for s in new])
+            ids = self.file_states(new[0].host, [s.path for s in new])
+            for s in new:
+                s.id = ids[s.path].id
+
+    def set_missing(self, file_ids: Sequence[int], missing: bool) -> None:
+        for chunk in chunked(list(file_ids), _LOOKUP_CHUNK):
+            self.db.execute_sql(f"UPDATE files SET missing = {self.db.param} WHERE id IN ({self._ph(len(chunk))})",
+                                [missing] + list(chunk))
 
     # ---- meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:

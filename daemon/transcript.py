@@ -61,6 +61,7 @@ class UsageRecord:
     copy_rank: int
     parent_uuid: str | None = None
     latency_ms: int | None = None    # set by ingest when the line this response answers was seen
+    source: str | None = None        # the file it was read from (set by ingest)
 
     @property
     def total_tokens(self) -> int:
