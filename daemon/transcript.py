@@ -93,6 +93,8 @@ class _Absurd(ValueError):
 def _count(value: object) -> int:
     """A token count: non-negative int from an int/float; anything else (null, string, bool) is 0.
     Raises _Absurd beyond MAX_COUNT (NaN fails every comparison)."""
+    if type(value) is int and 0 <= value < MAX_COUNT:      # the common case, checked cheaply
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0
     if not value < MAX_COUNT:
@@ -101,13 +103,33 @@ def _count(value: object) -> int:
 
 
 def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value if type(value) is str and value else (value if isinstance(value, str) and value else None)
 
 
 def parse_timestamp(value: object) -> int | None:
     """ISO-8601 (with `Z` or an offset) -> UTC epoch milliseconds; None if absent or unparseable."""
     if not isinstance(value, str) or not value:
         return None
+    # Claude Code's own form, `YYYY-MM-DDTHH:MM:SS.mmmZ`: the hour's epoch is cached, the rest is digits
+    if len(value) == 24 and value[23] == "Z" and value[19] == "." and value[16] == ":" and value[13] == ":":
+        base = _HOURS.get(value[:13])
+        if base is None:
+            parsed = _parse_iso(value)
+            if parsed is None:
+                return None
+            base = _HOURS[value[:13]] = parsed - parsed % 3_600_000
+            if len(_HOURS) > 100_000:
+                _HOURS.clear()
+        rest = value[14:16] + value[17:19] + value[20:23]
+        if rest.isascii() and rest.isdigit() and rest[0] < "6" and rest[2] < "6":
+            return base + int(rest[:2]) * 60_000 + int(rest[2:4]) * 1000 + int(rest[4:])
+    return _parse_iso(value)
+
+
+_HOURS: dict[str, int] = {}
+
+
+def _parse_iso(value: str) -> int | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -189,23 +211,24 @@ def _record(line: dict, envelope: dict, raw: bytes, embedded: bool) -> ParsedLin
     total = input_tokens + output_tokens + cache_read + c5m + c1h
     agent_id = _text(line.get("agentId")) or (_text(envelope.get("agentId")) if embedded else None)
     cost = line.get("costUSD")
+    get = line.get
+    # positional: this runs for every streamed copy, and keyword construction costs twice as much
     return ParsedLine(LineKind.REQUEST, UsageRecord(
-        key=request_key(message_id, request_id, session_id, _text(line.get("uuid")), raw),
-        message_id=message_id, request_id=request_id, session_id=session_id, agent_id=agent_id,
-        is_sidechain=bool(line.get("isSidechain")) or embedded,
-        embedded=embedded,
-        project=_text(line.get("cwd")) or _text(envelope.get("cwd")),
-        git_branch=_text(line.get("gitBranch")) or _text(envelope.get("gitBranch")),
-        model=model,
-        ts_ms=parse_timestamp(line.get("timestamp")),
-        version=_text(line.get("version")) or _text(envelope.get("version")),
-        input_tokens=input_tokens, output_tokens=output_tokens, cache_write_5m=c5m, cache_write_1h=c1h,
-        cache_read=cache_read, web_search=web_search, web_fetch=web_fetch, speed=speed,
-        service_tier=_text(usage.get("service_tier")),
-        logged_cost_usd=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool)
+        request_key(message_id, request_id, session_id, _text(get("uuid")), raw),
+        message_id, request_id, session_id, agent_id,
+        bool(get("isSidechain")) or embedded,
+        embedded,
+        _text(get("cwd")) or _text(envelope.get("cwd")),
+        _text(get("gitBranch")) or _text(envelope.get("gitBranch")),
+        model,
+        parse_timestamp(get("timestamp")),
+        _text(get("version")) or _text(envelope.get("version")),
+        input_tokens, output_tokens, c5m, c1h, cache_read, web_search, web_fetch, speed,
+        _text(usage.get("service_tier")),
+        float(cost) if cost is not None and isinstance(cost, (int, float)) and not isinstance(cost, bool)
         and math.isfinite(cost) else None,
-        copy_rank=copy_rank(embedded, output_tokens, total, speed is not None),
-        parent_uuid=_text(line.get("parentUuid")),
+        copy_rank(embedded, output_tokens, total, speed is not None),
+        _text(get("parentUuid")),
     ))
 
 
