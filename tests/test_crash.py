@@ -87,11 +87,16 @@ def start_ingest(claude: Path, db: Path) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict]:
+    claude = tmp_path_factory.mktemp("crash") / "corpus"
+    return claude, generate(claude, 20, seed=11, nasty=True)
+
+
 @pytest.mark.timeout(240)
-def test_kill_9_at_random_points_then_a_clean_run_equals_truth(tmp_path, isolated_env):
+def test_kill_9_at_random_points_then_a_clean_run_equals_truth(corpus, isolated_env):
     rng = random.Random(SEED)
-    claude = tmp_path / "corpus"
-    truth = generate(claude, 20, seed=11, nasty=True)
+    claude, truth = corpus
     db = isolated_env["db"]
     total = truth["bytes"]
     want_rows = truth["totals"]["requests"]
@@ -130,3 +135,18 @@ def test_kill_9_at_random_points_then_a_clean_run_equals_truth(tmp_path, isolate
     proc = start_ingest(claude, db)                 # and once more: nothing to do
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and " 0 new requests, 0 updated" in out, out
+
+
+@pytest.mark.timeout(240)
+def test_concurrent_ingests_count_each_request_once(corpus, isolated_env):
+    """`cctally report` catches up while the daemon (or another ingest) is writing: one ledger, several
+    writers, small transactions. Offsets are checked inside each transaction, so nothing is applied twice."""
+    claude, truth = corpus
+    db = isolated_env["db"]
+    procs = [start_ingest(claude, db) for _ in range(3)]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert check_ledger(db) == truth["totals"]["requests"]
+    got, want = stored_requests(db), truth_requests(truth)
+    assert {k: v for k, v in got.items() if v != want.get(k)} == {}
+    assert_daily_matches(report_json("daily", "--db", str(db)), truth)

@@ -278,5 +278,5 @@ def _iso(ms: int) -> str:
 def test_ledger_state_machine(tmp_path, isolated_env):
     Ledger.base_dir = tmp_path
     run_state_machine_as_test(Ledger, settings=settings(
-        max_examples=int(os.environ.get("CCTALLY_STATEFUL_EXAMPLES", "40")), stateful_step_count=30,
+        max_examples=int(os.environ.get("CCTALLY_STATEFUL_EXAMPLES", "100")), stateful_step_count=30,
         deadline=None, suppress_health_check=list(HealthCheck), database=None))
