@@ -220,8 +220,9 @@ def m004_rollups(db: Database, migrator: SchemaMigrator) -> None:
             table_name = "session_stats"
 
     db.create_tables([UsageBucket, UsageTotal, SessionStat])
-    from .rollups import rebuild
-    rebuild(db)
+
+
+m004_rollups.rebuilds_rollups = True  # type: ignore[attr-defined]
 
 
 @migration
@@ -230,6 +231,20 @@ def m005_drop_redundant_indexes(db: Database, migrator: SchemaMigrator) -> None:
     covered by (session_id, ts_ms)."""
     for name in ("request_session_id", "request_project", "request_model", "requests_file_id"):
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
+
+
+@migration
+def m006_session_sums(db: Database, migrator: SchemaMigrator) -> None:
+    """Token and cost sums per session, so the sessions list is a read of one small table."""
+    migrate(*[migrator.add_column("session_stats", name, field) for name, field in (
+        ("input_tokens", BigIntegerField(default=0)), ("output_tokens", BigIntegerField(default=0)),
+        ("cache_write_5m", BigIntegerField(default=0)), ("cache_write_1h", BigIntegerField(default=0)),
+        ("cache_read", BigIntegerField(default=0)), ("cost_calc", DoubleField(default=0.0)),
+        ("cost_auto", DoubleField(default=0.0)), ("cost_display", DoubleField(default=0.0)),
+        ("unpriced", BigIntegerField(default=0)))])
+
+
+m006_session_sums.rebuilds_rollups = True  # type: ignore[attr-defined]
 
 
 def _migrator(db: Database) -> SchemaMigrator:
@@ -277,11 +292,35 @@ def _run(db: Database, upto: str | None) -> list[str]:
                     func(db, migrator)
                     db.execute_sql(f"INSERT INTO _migrations (name, applied_ms) VALUES ({db.param}, {db.param})",
                                    (name, int(time.time() * 1000)))
+                    if getattr(func, "rebuilds_rollups", False):
+                        _mark_rollups_stale(db)
                     log.info("applied migration %s", name)
                     ran.append(name)
         if name == upto:
-            break
+            return ran
+    _rebuild_stale_rollups(db)
     return ran
+
+
+_STALE = "rollups_stale"
+
+
+def _mark_rollups_stale(db: Database) -> None:
+    """Recorded in the migration's own transaction, so a crash before the rebuild cannot lose it."""
+    db.execute_sql(f"DELETE FROM meta WHERE key = {db.param}", (_STALE,))
+    db.execute_sql(f"INSERT INTO meta (key, value) VALUES ({db.param}, {db.param})", (_STALE, "1"))
+
+
+def _rebuild_stale_rollups(db: Database) -> None:
+    """Refill the rollups from `requests` once the schema is at head (rebuild() writes the head schema)."""
+    if not db.execute_sql(f"SELECT 1 FROM meta WHERE key = {db.param}", (_STALE,)).fetchone():
+        return
+    from .rollups import rebuild
+    with _write(db):
+        if db.execute_sql(f"SELECT 1 FROM meta WHERE key = {db.param}", (_STALE,)).fetchone():
+            rebuild(db)
+            db.execute_sql(f"DELETE FROM meta WHERE key = {db.param}", (_STALE,))
+            log.info("rebuilt the report rollups from the stored requests")
 
 
 def _write(db: Database):

@@ -24,6 +24,22 @@ BLOCK_MS = 5 * 3600 * 1000
 COST_MODES = ("auto", "calculate", "display")
 KINDS = ("daily", "weekly", "monthly", "sessions", "projects", "models", "blocks", "hosts")
 
+SESSION_SQL_SORTS = {
+    "last_ms": "last_ms", "first_ms": "first_ms", "duration_s": "(last_ms - first_ms)", "session_id": "session_id",
+    "requests": "requests", "input_tokens": "input_tokens", "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read", "cache_creation_5m_tokens": "cache_write_5m",
+    "cache_creation_1h_tokens": "cache_write_1h", "cache_creation_tokens": "(cache_write_5m + cache_write_1h)",
+    "total_tokens": "(input_tokens + output_tokens + cache_write_5m + cache_write_1h + cache_read)",
+    "cost_usd": "cost",
+}
+"""Session orderings the database applies (before `limit`); others are sorted by the caller."""
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
 _BUCKET_SUMS = ("SUM(input_tokens), SUM(output_tokens), SUM(cache_write_5m), SUM(cache_write_1h), "
                 "SUM(cache_read), SUM(requests), SUM({cost})")
 _SUMS = ("SUM(input_tokens), SUM(output_tokens), SUM(cache_write_5m), SUM(cache_write_1h), "
@@ -257,33 +273,70 @@ class Reports:
         out.sort(key=lambda r: (-r["cost_usd"], r["project"]))
         return {"projects": out, "totals": self.totals(filters)}
 
-    def sessions(self, filters: Filters, session_id: str | None = None) -> dict[str, Any]:
-        extra, args = ("session_id = " + self.param, [session_id]) if session_id else ("", [])
-        rows = self._rows(f"session_id, MIN(ts_ms), MAX(ts_ms), COUNT(DISTINCT agent_id), {self._sums(filters)}",
-                          filters, group=" GROUP BY session_id", extra_where=extra, extra_args=args)
-        detail = self._rows("session_id, model, project, COUNT(*)", filters,
-                            group=" GROUP BY session_id, model, project", extra_where=extra, extra_args=list(args))
+    def sessions(self, filters: Filters, session_id: str | None = None, sort: str = "last_ms",
+                 descending: bool = True, limit: int | None = None) -> dict[str, Any]:
+        """Sessions with requests in the filter: project, first/last activity, duration, models, subagents,
+        tokens, cost, response latency (median, p95), whether a Claude process runs it now.
+
+        `sort` (a key of SESSION_SQL_SORTS) and `limit` are applied by the database, and the per-session
+        details are then read for the rows returned only; unfiltered, the list is read from the
+        `session_stats` rollup. `count` is the number of sessions before `limit`.
+        """
+        if sort not in SESSION_SQL_SORTS:
+            raise ReportError("sort", f"cannot sort sessions by {sort!r} here; one of {', '.join(SESSION_SQL_SORTS)}")
+        cost = filters.bucket_cost_column()
+        if filters.is_unfiltered() and not session_id:
+            source = (f"(SELECT session_id, first_ms, last_ms, requests, input_tokens, output_tokens, cache_write_5m, "
+                      f"cache_write_1h, cache_read, {cost} AS cost FROM session_stats) s")
+            args: list[Any] = []
+        else:
+            extra, extra_args = ("session_id = " + self.param, [session_id]) if session_id else ("", [])
+            where, args = filters.where(self.param)
+            if extra:
+                where = (where + " AND " if where else " WHERE ") + extra
+                args += extra_args
+            source = (f"(SELECT session_id, MIN(ts_ms) AS first_ms, MAX(ts_ms) AS last_ms, COUNT(*) AS requests, "
+                      "SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, "
+                      "SUM(cache_write_5m) AS cache_write_5m, SUM(cache_write_1h) AS cache_write_1h, "
+                      f"SUM(cache_read) AS cache_read, SUM({filters.cost_sql()}) AS cost "
+                      f"FROM requests{where} GROUP BY session_id) s")
+        count = int(self.db.execute_sql(f"SELECT COUNT(*) FROM {source}", args).fetchone()[0])
+        direction = "DESC" if descending else "ASC"
+        page = f" LIMIT {int(limit)}" if limit else ""
+        rows = list(self.db.execute_sql(
+            f"SELECT session_id, first_ms, last_ms, input_tokens, output_tokens, cache_write_5m, cache_write_1h, "
+            f"cache_read, requests, cost FROM {source} ORDER BY {SESSION_SQL_SORTS[sort]} {direction}, "
+            f"last_ms {direction}, session_id{page}", args))
+        ids = [r[0] for r in rows]
         models: dict[str, set[str]] = {}
         projects: dict[str, dict[str, int]] = {}
-        for sid, model, project, n in detail:
-            models.setdefault(sid, set()).add(model)
-            counts = projects.setdefault(sid, {})
-            counts[project] = counts.get(project, 0) + int(n)
-        latency = self.latency_by("session_id", filters, extra, list(args))
+        agents: dict[str, int] = {}
+        latency: dict[str, dict[str, float | None]] = {}
+        for chunk in _chunks(ids, 500):
+            inside = f"session_id IN ({', '.join([self.param] * len(chunk))})"
+            for sid, model, project, n in self._rows("session_id, model, project, COUNT(*)", filters,
+                                                     group=" GROUP BY session_id, model, project",
+                                                     extra_where=inside, extra_args=list(chunk)):
+                models.setdefault(sid, set()).add(model)
+                counts = projects.setdefault(sid, {})
+                counts[project] = counts.get(project, 0) + int(n)
+            for sid, n in self._rows("session_id, COUNT(DISTINCT agent_id)", filters, group=" GROUP BY session_id",
+                                     extra_where=inside, extra_args=list(chunk)):
+                agents[sid] = int(n or 0)
+            latency.update(self.latency_by("session_id", filters, inside, list(chunk)))
         running = self.running_sessions()
         out = []
-        for sid, first, last, agents, *sums in rows:
+        for sid, first, last, *sums in rows:
             counts = projects.get(sid, {})
             out.append({"session_id": sid,
                         "project": max(counts, key=lambda p: (counts[p], p)) if counts else "",
                         "first_ms": int(first), "last_ms": int(last), "first_at": _iso(first), "last_at": _iso(last),
                         "duration_s": round((int(last) - int(first)) / 1000, 3),
-                        "models": sorted(models.get(sid, ())), "subagents": int(agents or 0),
+                        "models": sorted(models.get(sid, ())), "subagents": agents.get(sid, 0),
                         **_rounded(add_sums(empty_fields(), sums)),
                         "latency_ms": latency.get(sid) or dict(_NO_LATENCY), "running": sid in running})
-        out.sort(key=lambda r: r["last_ms"], reverse=True)
-        return {"sessions": out, "totals": self.totals(filters) if not session_id else
-                _sum_rows(out)}
+        totals = _sum_rows(out) if session_id else self.totals(filters)
+        return {"sessions": out, "count": count, "totals": totals}
 
     def latency_by(self, column: str, filters: Filters, extra_where: str = "",
                    extra_args: list[Any] | None = None) -> dict[str, dict[str, float | None]]:

@@ -1,6 +1,6 @@
 """Rollups the reports read instead of scanning every request: per 15-minute bucket × host × project ×
 model sums (`usage_buckets`), the same without the bucket for all-time figures (`usage_totals`), and
-per-session first/last activity and request counts (`session_stats`).
+per-session sums with first and last activity (`session_stats`).
 
 Contract: ingest calls `apply(store, plus, minus)` in the same transaction that changes `requests`, with
 the rows it added (or the new versions of rows it replaced) in `plus` and the rows it removed (or the old
@@ -50,39 +50,38 @@ def _add_to(acc: dict, key: tuple, row: tuple, sign: int) -> None:
 
 
 def apply(store: Store, plus: Iterable[tuple], minus: Iterable[tuple]) -> None:
-    """Fold request rows (REQUEST_COLUMNS order) in (+) and out (−) of both rollups."""
+    """Fold request rows (REQUEST_COLUMNS order) in (+) and out (−) of every rollup."""
     buckets: dict[tuple, list] = {}
-    sessions: dict[str, list] = {}          # session -> [requests delta, min ts, max ts]
-    removed = False
+    sessions: dict[str, list] = {}          # session -> SUM_COLUMNS deltas
+    spans: dict[str, list[int]] = {}        # session -> [min ts, max ts] of the rows added
     for row in plus:
         _add(buckets, row, 1)
-        s = sessions.setdefault(row[_SESSION], [0, row[_TS], row[_TS]])
-        s[0] += 1
-        s[1], s[2] = min(s[1], row[_TS]), max(s[2], row[_TS])
+        _add_to(sessions, row[_SESSION], row, 1)
+        span = spans.setdefault(row[_SESSION], [row[_TS], row[_TS]])
+        span[0], span[1] = min(span[0], row[_TS]), max(span[1], row[_TS])
     minus_rows = list(minus)
     for row in minus_rows:
-        removed = True
         _add(buckets, row, -1)
-        s = sessions.setdefault(row[_SESSION], [0, row[_TS], row[_TS]])
-        s[0] -= 1
+        _add_to(sessions, row[_SESSION], row, -1)
     changed = [(k, v) for k, v in buckets.items() if any(v)]
     for table, keys in TABLES.items():
         per_table = [(k if k[0] is not None else k[1:], v) for k, v in changed
                      if (k[0] is not None) == (table == "usage_buckets")]
         if per_table:
             _upsert(store, table, keys, per_table)
+    db, p = store.db, store.db.param
     if sessions:
-        db, p = store.db, store.db.param
-        sql = ("INSERT INTO session_stats (session_id, requests, first_ms, last_ms) "
-               f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (session_id) DO UPDATE SET "
-               "requests = session_stats.requests + excluded.requests, "
+        cols = ("session_id",) + SUM_COLUMNS + ("first_ms", "last_ms")
+        sets = ", ".join(f"{c} = session_stats.{c} + excluded.{c}" for c in SUM_COLUMNS)
+        sql = (f"INSERT INTO session_stats ({', '.join(cols)}) VALUES ({', '.join([p] * len(cols))}) "
+               f"ON CONFLICT (session_id) DO UPDATE SET {sets}, "
                "first_ms = CASE WHEN excluded.first_ms < session_stats.first_ms "
                "THEN excluded.first_ms ELSE session_stats.first_ms END, "
                "last_ms = CASE WHEN excluded.last_ms > session_stats.last_ms "
                "THEN excluded.last_ms ELSE session_stats.last_ms END")
-        db.cursor().executemany(sql, [(sid, n, lo, hi) for sid, (n, lo, hi) in sessions.items()])
-    if removed:
-        db, p = store.db, store.db.param
+        # a session only losing rows has no span of its own: (max, min) leaves the stored span alone
+        db.cursor().executemany(sql, [(sid, *v, *spans.get(sid, (_FAR_FUTURE, 0))) for sid, v in sessions.items()])
+    if minus_rows:
         db.execute_sql("DELETE FROM usage_buckets WHERE requests = 0")
         db.execute_sql("DELETE FROM usage_totals WHERE requests = 0")
         db.execute_sql("DELETE FROM session_stats WHERE requests <= 0")
@@ -93,6 +92,9 @@ def apply(store: Store, plus: Iterable[tuple], minus: Iterable[tuple]) -> None:
             f"UPDATE session_stats SET first_ms = (SELECT MIN(ts_ms) FROM requests WHERE session_id = {p}), "
             f"last_ms = (SELECT MAX(ts_ms) FROM requests WHERE session_id = {p}) WHERE session_id = {p}",
             [(sid, sid, sid) for sid in touched])
+
+
+_FAR_FUTURE = 1 << 62
 
 
 def _upsert(store: Store, table: str, keys: tuple[str, ...], rows: list[tuple[tuple, list]]) -> None:
@@ -120,5 +122,5 @@ def rebuild(db: Database) -> None:
                    f"FROM requests GROUP BY {bucket}, host, project, model")
     db.execute_sql(f"INSERT INTO usage_totals ({', '.join(KEY_COLUMNS[1:] + SUM_COLUMNS)}) "
                    f"SELECT host, project, model, {_REBUILD_SUMS} FROM requests GROUP BY host, project, model")
-    db.execute_sql("INSERT INTO session_stats (session_id, requests, first_ms, last_ms) "
-                   "SELECT session_id, COUNT(*), MIN(ts_ms), MAX(ts_ms) FROM requests GROUP BY session_id")
+    db.execute_sql(f"INSERT INTO session_stats (session_id, {', '.join(SUM_COLUMNS)}, first_ms, last_ms) "
+                   f"SELECT session_id, {_REBUILD_SUMS}, MIN(ts_ms), MAX(ts_ms) FROM requests GROUP BY session_id")

@@ -23,7 +23,8 @@ ROLLUP_QUERIES = {
     "usage_totals": "SELECT host, project, model, requests, input_tokens, output_tokens, cache_write_5m, "
                     "cache_write_1h, cache_read, cost_calc, cost_auto, cost_display, "
                     "unpriced FROM usage_totals",
-    "session_stats": "SELECT session_id, requests, first_ms, last_ms FROM session_stats",
+    "session_stats": "SELECT session_id, requests, first_ms, last_ms, input_tokens, output_tokens, cache_write_5m, "
+                     "cache_write_1h, cache_read, cost_calc, cost_auto, cost_display, unpriced FROM session_stats",
 }
 
 
@@ -104,6 +105,6 @@ def test_migration_backfills_rollups_from_existing_requests(nasty_corpus, tmp_pa
     before = snapshot(store)
     for table in ("usage_buckets", "usage_totals", "session_stats"):
         store.db.execute_sql(f"DROP TABLE {table}")
-    store.db.execute_sql("DELETE FROM _migrations WHERE name = 'm004_rollups'")
-    assert run_migrations(store.db) == ["m004_rollups"]
+    store.db.execute_sql("DELETE FROM _migrations WHERE name IN ('m004_rollups', 'm006_session_sums')")
+    assert run_migrations(store.db) == ["m004_rollups", "m006_session_sums"]
     assert snapshot(store) == before

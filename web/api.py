@@ -12,7 +12,8 @@ import time
 from typing import Any, Callable, Mapping
 
 from daemon import __version__
-from daemon.reports import (KINDS, Filters, ReportError, Reports, TOKEN_FIELDS, local_tz, parse_day)
+from daemon.reports import (KINDS, SESSION_SQL_SORTS, Filters, ReportError, Reports, TOKEN_FIELDS, local_tz,
+                            parse_day)
 from daemon.store import Store
 
 log = logging.getLogger(__name__)
@@ -139,9 +140,11 @@ class UsageAPI:
         order = args.get("order") or "desc"
         if order not in ("asc", "desc"):
             raise ReportError("order", "order must be asc or desc")
+        sort = args.get("sort") or "last_ms"
+        if sort in SESSION_SQL_SORTS:      # the database sorts and cuts; details are read for `limit` rows
+            return self.reports.sessions(f, sort=sort, descending=order == "desc", limit=limit)
         data = self.reports.sessions(f)
         rows = data["sessions"]
-        sort = args.get("sort") or "last_ms"
         if sort not in SESSION_SORTS and not (rows and sort in rows[0]):
             raise ReportError("sort", f"cannot sort sessions by {sort!r}")
         present = [r for r in rows if _sort_value(r.get(sort)) is not None]
