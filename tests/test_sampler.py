@@ -107,8 +107,29 @@ class Fakes:
 
 
 @pytest.fixture
-def fakes(tmp_path):
+def fakes(tmp_path, monkeypatch):
+    """Fake Claude processes this test starts. The sampler's process listing is narrowed to this pytest
+    process and its descendants, so a real Claude Code running on the developer's machine (or another
+    test run) is invisible to the test; the processes it does see are real and measured for real."""
     f = Fakes(tmp_path)
+    real_table = sampler_mod._process_table
+
+    def ours_only() -> list[tuple[int, int, str]]:
+        table = real_table()
+        parents = {pid: ppid for pid, ppid, _ in table}
+        me = os.getpid()
+
+        def descends(pid: int) -> bool:
+            for _ in range(64):
+                if pid == me:
+                    return True
+                pid = parents.get(pid, 0)
+                if pid <= 1:
+                    return False
+            return False
+        return [row for row in table if descends(row[0])]
+
+    monkeypatch.setattr(sampler_mod, "_process_table", ours_only)
     try:
         yield f
     finally:
