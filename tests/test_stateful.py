@@ -191,15 +191,22 @@ class Ledger(RuleBasedStateMachine):
         os.utime(path, ns=(later, later))
 
     @precondition(lambda self: self.content)
-    @rule(data=st.data())
-    def rotate(self, data):
+    @rule(data=st.data(), visible=st.booleans())
+    def rotate(self, data, visible):
+        """Rename the file away and start a new one at its path. The old bytes either stay a transcript
+        (re-read under a new name: deduped) or leave the tree (what was read of them stays counted)."""
         path = data.draw(st.sampled_from([p for p in self.live() if p in self.paths] or self.live()))
         self.rotations += 1
-        archived = path.with_name(f"{path.stem}.{self.rotations}.jsonl")   # still a transcript: re-read, deduped
-        os.rename(path, archived)
-        self.content[archived] = self.content.pop(path)
-        if path in self.pending:
-            self.pending[archived] = self.pending.pop(path)
+        if visible:
+            archived = path.with_name(f"{path.stem}.{self.rotations}.jsonl")
+            os.rename(path, archived)
+            self.content[archived] = self.content.pop(path)
+            if path in self.pending:
+                self.pending[archived] = self.pending.pop(path)
+        else:
+            os.rename(path, self.dir / f"rotated-{self.rotations}.bak")     # keeps the inode allocated
+            del self.content[path]
+            self.pending.pop(path, None)
         self.write(path, self.lines(data, 0, 3), "wb")
 
     @precondition(lambda self: self.content)
