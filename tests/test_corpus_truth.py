@@ -138,7 +138,8 @@ def local_periods(truth: dict[str, Any], tz: dt.tzinfo, kind: str) -> dict[str, 
     return dict(out)
 
 
-@pytest.mark.parametrize("zone", ["America/Los_Angeles", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Kiritimati"])
+@pytest.mark.parametrize("zone", ["America/Los_Angeles", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Kiritimati",
+                                  "America/Santiago"])   # Santiago: DST starts at local midnight (Sep 6 2026)
 def test_other_time_zones_rebucket_days(ingested, zone):
     claude, truth, db = ingested
     tz = ZoneInfo(zone)
@@ -171,3 +172,4 @@ def test_since_until_select_local_days(ingested):
     report = json.loads(out)
     expected = {d: v for d, v in local_periods(truth, ZoneInfo(zone), "daily").items() if since <= d <= until}
     assert grouped(report, "daily", "date") == expected
+

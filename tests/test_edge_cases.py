@@ -2,6 +2,7 @@
 files that shrink, change, move or vanish keep what was already counted."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -381,3 +382,40 @@ def test_lone_surrogate_escape_and_absurd_counts_never_stop_ingestion(root, db):
     s = ingest([root], db)
     assert s.skipped_lines == 1
     assert set(rows(db)) == {key(msg_id(i), req_id(i)) for i in (1, 3, 4)}
+
+
+# ------------------------------------------------------------------ days in the user's zone
+
+DST_CASES = [
+    ("America/Santiago", "2026-09-06T04:00:00Z"),     # 24:00 -> 01:00: Sep 6 has no midnight
+    ("America/Los_Angeles", "2026-11-01T09:00:00Z"),  # 02:00 -> 01:00: a 25-hour day
+    ("Europe/Berlin", "2026-10-25T01:00:00Z"),        # 03:00 -> 02:00
+    ("Australia/Lord_Howe", "2026-10-03T15:30:00Z"),  # a 30-minute shift
+    ("Asia/Kathmandu", "2026-10-03T15:30:00Z"),       # +05:45, no DST
+]
+
+
+@pytest.mark.parametrize("zone, instant", DST_CASES)
+def test_days_are_cut_in_the_zone_across_dst_changes(root, db, zone, instant):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+    tz = ZoneInfo(zone)
+    t0 = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    offsets = [-26, -24.5, -1, -0.25, 0, 0.25, 1, 5, 20, 23.75, 24, 25.5]
+    lines, expected = [], {}
+    for n, h in enumerate(offsets, start=1):
+        t = t0 + timedelta(hours=h)
+        lines.append(req(n, at=t.strftime("%Y-%m-%dT%H:%M:%S.000Z"), u=usage(input=n, output=1000 + n)))
+        day = t.astimezone(tz).date().isoformat()
+        e = expected.setdefault(day, [0, 0])
+        e[0] += 1
+        e[1] += 1000 + n
+    write(session_path(root), lines)
+    ingest([root], db)
+    code, out, err = cli("report", "daily", "--json", "--tz", zone, "--no-ingest")
+    assert code == 0, err
+    got = {d["date"]: [d["requests"], d["output_tokens"]] for d in json.loads(out)["daily"]}
+    assert got == expected
+    for day in expected:                                     # each local day alone, through --since/--until
+        code, out, err = cli("report", "daily", "--json", "--tz", zone, "--no-ingest", "--since", day, "--until", day)
+        assert {d["date"]: [d["requests"], d["output_tokens"]] for d in json.loads(out)["daily"]} == {day: expected[day]}
