@@ -13,12 +13,13 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from peewee import IntegrityError
 
@@ -41,6 +42,10 @@ _I_TS, _I_RANK, _I_FILE = _COL["ts_ms"], _COL["copy_rank"], _COL["file_id"]
 _I_LAT = _COL["latency_ms"]
 _SKIP_DIRS = {"tool-results"}
 _WRITE_RETRIES = 5
+PARALLEL_MIN_BYTES = 32 << 20      # a catch-up this large is parsed by worker processes
+MAX_WORKERS = 4
+IN_FLIGHT_BYTES = 48 << 20         # file bytes handed to workers and not yet committed (bounds memory)
+CHUNK_BYTES = 4 << 20              # files are handed to workers in groups of about this many bytes
 _PROMPT_MEMORY = 50_000
 """User-line timestamps remembered for response latency (a live session's prompt and its answer are
 usually read in different passes)."""
@@ -160,6 +165,103 @@ class _Pending:
     records: dict[str, UsageRecord]
 
 
+@dataclass(slots=True)
+class ParsedBatch:
+    """The requests found in one batch of complete lines of one file, and where the batch ends."""
+
+    records: dict[str, UsageRecord]
+    end: int
+    read_to: int
+    head: str
+    tail: str
+    last_line: int
+    skipped: int
+    first_bad_line: int | None
+
+
+def parse_file(path: str, start: int, line_no: int, batch_bytes: int, mtime_ms: int, fallback_project: str,
+               prompts: "OrderedDict[str, int]") -> Iterator[ParsedBatch]:
+    """Parse the complete lines of `path` from `start`, batch by batch. Pure apart from reading the file
+    and remembering prompt times in `prompts` (for response latency); safe to run in a worker process.
+
+    A file with nothing new but a partial line yields one empty batch (so its size/mtime are recorded).
+    Raises OSError if the file cannot be opened.
+    """
+    last_ts = mtime_ms
+    last_prompt: int | None = None
+    with open(path, "rb") as f:
+        produced = False
+        for batch in read_lines(f, start, line_no, batch_bytes=batch_bytes):
+            records: dict[str, UsageRecord] = {}
+            skipped = batch.oversized
+            first_bad: int | None = None
+            for i, raw in enumerate(batch.lines):
+                parsed = parse_line(raw)
+                if parsed.kind is LineKind.MALFORMED:
+                    skipped += 1
+                    if first_bad is None:
+                        first_bad = batch.first_line_no + i
+                    continue
+                record = parsed.record
+                if record is None:
+                    if parsed.kind is LineKind.OTHER:
+                        stamp = user_line_stamp(raw)
+                        if stamp is not None:
+                            last_prompt = stamp[1]
+                            prompts[stamp[0]] = stamp[1]
+                            if len(prompts) > _PROMPT_MEMORY:
+                                prompts.popitem(last=False)
+                    continue
+                if record.ts_ms is None:
+                    record.ts_ms = last_ts
+                else:
+                    last_ts = record.ts_ms
+                if record.parent_uuid:
+                    asked = prompts.get(record.parent_uuid)
+                else:       # no parent link (some writers): the last prompt line before it in this file
+                    asked = None if record.embedded else last_prompt
+                if asked is not None and record.ts_ms >= asked:
+                    record.latency_ms = record.ts_ms - asked
+                if not record.project:
+                    record.project = fallback_project
+                record.source = path
+                _merge_into(records, record)
+            head, tail = fingerprints(f, batch.end)
+            produced = True
+            yield ParsedBatch(records, batch.end, batch.read_to, head, tail,
+                              batch.first_line_no + len(batch.lines) - 1, skipped, first_bad)
+        if not produced:
+            head, tail = fingerprints(f, start)
+            yield ParsedBatch({}, start, os.fstat(f.fileno()).st_size, head, tail, line_no - 1, 0, None)
+
+
+_RECORD_FIELDS = tuple(UsageRecord.__slots__)
+
+
+def _parse_files(tasks: list[tuple]) -> list[tuple[list[tuple] | None, str | None]]:
+    """Worker entry point: for each file, its batches (records as plain tuples: pickling slotted
+    instances costs several times more) or the error that stopped it."""
+    out: list[tuple[list[tuple] | None, str | None]] = []
+    for task in tasks:
+        try:
+            batches = []
+            for b in parse_file(*task, OrderedDict()):
+                records = [tuple(getattr(r, f) for f in _RECORD_FIELDS) for r in b.records.values()]
+                batches.append((records, b.end, b.read_to, b.head, b.tail, b.last_line, b.skipped, b.first_bad_line))
+            out.append((batches, None))
+        except OSError as exc:
+            out.append((None, str(exc)))
+    return out
+
+
+def _unpack(batches: list[tuple]) -> list[ParsedBatch]:
+    out = []
+    for records, *rest in batches:
+        recs = [UsageRecord(*r) for r in records]
+        out.append(ParsedBatch({r.key: r for r in recs}, *rest))
+    return out
+
+
 class Ingester:
     """Reads transcripts under `roots` into `store`. One per process; not thread-safe (one writer).
 
@@ -218,19 +320,79 @@ class Ingester:
             for s in gone:
                 log.info("%s is gone; its %d request(s) stay in the ledger", s.path, s.requests_seen)
             summary.files_missing += len(gone)
-        done = 0
-        for root, path, state, change, st in work:
-            if self.cancelled:
-                break
-            done_before = summary.bytes_read
-            self._read(root, path, state, change, st, summary,
-                       (lambda n: progress(done + n, total)) if progress else None)
-            done += summary.bytes_read - done_before
+        report = (lambda n: progress(n, total)) if progress else None
+        workers = self._workers(total)
+        if workers > 1:
+            self._read_parallel(work, workers, summary, report)
+        else:
+            for root, path, state, change, st in work:
+                if self.cancelled:
+                    break
+                self._read(root, path, state, change, st, summary, report)
         self._flush(summary)
         summary.seconds = time.monotonic() - started
         if progress:
             progress(total, total)
         return summary
+
+    def _workers(self, total: int) -> int:
+        """Parser processes for a catch-up of `total` bytes: several for a large one (cold start), else 1.
+        Env overrides (tests, benchmarks): CCTALLY_WORKERS, CCTALLY_PARALLEL_MIN_BYTES."""
+        if total < int(os.environ.get("CCTALLY_PARALLEL_MIN_BYTES") or PARALLEL_MIN_BYTES):
+            return 1
+        configured = os.environ.get("CCTALLY_WORKERS")
+        return max(1, int(configured)) if configured else min(os.cpu_count() or 1, MAX_WORKERS)
+
+    def _read_parallel(self, work: list, workers: int, summary: IngestSummary,
+                       progress: Callable[[int], None] | None) -> None:
+        """Parse files in worker processes, in order, with a bounded number of files in flight; this
+        process prices, merges and commits exactly as in the serial path."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        # fork is cheap, but only safe while this process has no other threads (the daemon has some)
+        method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() \
+            else "spawn"
+        groups: list[tuple[list, int]] = []          # files handed to a worker together, ~CHUNK_BYTES each
+        for item in work:
+            size = max(0, item[4].st_size - (0 if item[3] is not Change.APPENDED else item[2].offset))
+            if not groups or groups[-1][1] >= CHUNK_BYTES:
+                groups.append(([], 0))
+            groups[-1][0].append(item)
+            groups[-1] = (groups[-1][0], groups[-1][1] + size)
+        inflight: deque = deque()
+        queued = 0
+        todo = iter(groups)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+            while True:
+                while queued < IN_FLIGHT_BYTES and not self.cancelled:
+                    group = next(todo, None)
+                    if group is None:
+                        break
+                    items, size = group
+                    tasks = []
+                    for root, path, state, change, st in items:
+                        fresh = change is not Change.APPENDED or state is None
+                        tasks.append((path, 0 if fresh else state.offset, 1 if fresh else state.lines + 1,
+                                      self.batch_bytes, int(st.st_mtime_ns // 1_000_000),
+                                      _project_fallback(root, path)))
+                    inflight.append((items, size, pool.submit(_parse_files, tasks)))
+                    queued += size
+                if not inflight:
+                    break
+                items, size, future = inflight.popleft()
+                queued -= size
+                for (root, path, state, change, st), (batches, error) in zip(items, future.result()):
+                    if error is not None:
+                        summary.files_read += 1
+                        summary.errors.append(f"{path}: {error}")
+                        log.warning("cannot read %s: %s", path, error)
+                        continue
+                    self._read(root, path, state, change, st, summary, progress, parsed=_unpack(batches))
+                    if self.cancelled:
+                        break
+            if self.cancelled:
+                for _, _, future in inflight:
+                    future.cancel()
 
     def _root_of(self, path: str, real: str) -> Path | None:
         """The root whose `projects/` holds `path`, as given or resolved (`projects/` itself or a project
@@ -280,65 +442,27 @@ class Ingester:
 
     # ---- reading one file into pending batches
     def _read(self, root: Path, path: str, state: FileState | None, change: Change, st: os.stat_result,
-              summary: IngestSummary, progress: Callable[[int], None] | None) -> None:
+              summary: IngestSummary, progress: Callable[[int], None] | None,
+              parsed: "list[ParsedBatch] | None" = None) -> None:
+        """Queue the new batches of one file (parsing them here unless a worker already did: `parsed`)."""
         reset = change is Change.RESET
         if reset:
             summary.files_reset += 1
             log.info("re-reading %s from the start (truncated, rewritten or replaced)", path)
         start = 0 if (reset or state is None) else state.offset
         line_no = 1 if (reset or state is None) else state.lines + 1
-        fallback_project = _project_fallback(root, path)
-        last_ts = int(st.st_mtime_ns // 1_000_000)
-        last_prompt: int | None = None
-        bad_first: int | None = None
-        bad_count = 0
         summary.files_read += 1
+        batches = parsed if parsed is not None else parse_file(
+            path, start, line_no, self.batch_bytes, int(st.st_mtime_ns // 1_000_000),
+            _project_fallback(root, path), self._prompts)
+        first = True
+        bad_count, bad_first = 0, None
         try:
-            f = open(path, "rb")
-        except OSError as exc:
-            summary.errors.append(f"{path}: {exc}")
-            log.warning("cannot open %s: %s", path, exc)
-            return
-        with f:
-            first = True
-            for batch in read_lines(f, start, line_no, batch_bytes=self.batch_bytes):
-                records: dict[str, UsageRecord] = {}
-                skipped = batch.oversized
-                for i, raw in enumerate(batch.lines):
-                    parsed = parse_line(raw)
-                    if parsed.kind is LineKind.MALFORMED:
-                        skipped += 1
-                        if bad_first is None:
-                            bad_first = batch.first_line_no + i
-                        continue
-                    record = parsed.record
-                    if record is None:
-                        if parsed.kind is LineKind.OTHER:
-                            stamp = user_line_stamp(raw)
-                            if stamp is not None:
-                                last_prompt = stamp[1]
-                                self._prompts[stamp[0]] = stamp[1]
-                                if len(self._prompts) > _PROMPT_MEMORY:
-                                    self._prompts.popitem(last=False)
-                        continue
-                    if record.ts_ms is None:
-                        record.ts_ms = last_ts
-                    else:
-                        last_ts = record.ts_ms
-                    if record.parent_uuid:
-                        asked = self._prompts.get(record.parent_uuid)
-                    else:       # no parent link (some writers): the last prompt line before it in this file
-                        asked = None if record.embedded else last_prompt
-                    if asked is not None and record.ts_ms >= asked:
-                        record.latency_ms = record.ts_ms - asked
-                    if not record.project:
-                        record.project = fallback_project
-                    record.source = path
-                    _merge_into(records, record)
-                bad_count += skipped
-                head, tail = fingerprints(f, batch.end)
-                self._add(_Pending(path, str(root), reset and first, start, batch.end, batch.read_to, head, tail,
-                                   batch.first_line_no + len(batch.lines) - 1, skipped, st, records),
+            for batch in batches:
+                bad_count += batch.skipped
+                bad_first = bad_first or batch.first_bad_line
+                self._add(_Pending(path, str(root), reset and first, start, batch.end, batch.read_to, batch.head,
+                                   batch.tail, batch.last_line, batch.skipped, st, batch.records),
                           batch.end - start, summary)
                 first = False
                 start = batch.end
@@ -346,12 +470,10 @@ class Ingester:
                     progress(summary.bytes_read)
                 if self.cancelled:
                     break
-            if first:
-                # nothing complete to read (only a partial line arrived): remember size/mtime so the
-                # file is not re-examined until it changes again
-                head, tail = fingerprints(f, start)
-                self._add(_Pending(path, str(root), reset, start, start, st.st_size, head, tail, line_no - 1,
-                                   0, st, {}), 0, summary)
+        except OSError as exc:
+            summary.errors.append(f"{path}: {exc}")
+            log.warning("cannot read %s: %s", path, exc)
+            return
         if bad_count:
             log.warning("%s: skipped %d unreadable line(s) (first at line %s)", path, bad_count,
                         bad_first if bad_first is not None else "?")
