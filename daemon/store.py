@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlparse
 
-from peewee import Database, PostgresqlDatabase, SqliteDatabase, chunked
+from peewee import Database, OperationalError, PostgresqlDatabase, SqliteDatabase, chunked
 
 from . import migrations
 from .models import Meta_, database_proxy
@@ -72,6 +73,7 @@ SQLITE_PRAGMAS = {
 }
 
 _LOOKUP_CHUNK = 500
+_OPEN_RETRIES = 10
 
 
 class StoreError(Exception):
@@ -262,10 +264,18 @@ def open_store(url: str, migrate: bool = True) -> Store:
     if cached is not None and database_proxy.obj is cached.db:
         return cached
     db = connect(url)
-    try:
-        db.connect(reuse_if_open=True)
-    except Exception as exc:  # driver-specific errors: say which database
-        raise StoreError(f"cannot open database {url}: {exc}") from exc
+    for attempt in range(_OPEN_RETRIES):
+        try:
+            db.connect(reuse_if_open=True)
+            break
+        except OperationalError as exc:
+            # a brand-new SQLite file being switched to WAL by another process answers "locked" for a moment
+            if "locked" not in str(exc) or attempt == _OPEN_RETRIES - 1:
+                raise StoreError(f"cannot open database {url}: {exc}") from exc
+            db.close()
+            time.sleep(0.05 * (attempt + 1))
+        except Exception as exc:  # driver-specific errors: say which database
+            raise StoreError(f"cannot open database {url}: {exc}") from exc
     database_proxy.initialize(db)
     if migrate:
         migrations.run_migrations(db)
