@@ -25,7 +25,7 @@ from peewee import IntegrityError
 
 from . import rollups
 from .store import REQUEST_COLUMNS, FileState, Store
-from .tailer import Change, Snapshot, classify, fingerprints, read_lines, DEFAULT_BATCH_BYTES
+from .tailer import Change, classify, fingerprints, read_lines, DEFAULT_BATCH_BYTES
 from .transcript import LineKind, UsageRecord, parse_line, user_line_stamp
 
 if TYPE_CHECKING:
@@ -148,24 +148,6 @@ def _project_fallback(root: Path, path: str) -> str:
 
 
 @dataclass(slots=True)
-class _Pending:
-    """One batch of one file, read but not yet committed."""
-
-    path: str
-    root: str
-    reset: bool                      # first batch after a decision to re-read from 0
-    start: int                       # offset this batch starts at (must still be the stored one)
-    end: int
-    read_to: int
-    head: str
-    tail: str
-    last_line: int
-    skipped: int
-    st: os.stat_result
-    records: dict[str, UsageRecord]
-
-
-@dataclass(slots=True)
 class ParsedBatch:
     """The requests found in one batch of complete lines of one file, and where the batch ends."""
 
@@ -262,6 +244,18 @@ def _unpack(batches: list[tuple]) -> list[ParsedBatch]:
     return out
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One parsed batch of one file, not yet committed."""
+
+    path: str
+    root: str
+    reset: bool                      # first batch after a decision to re-read from 0
+    start: int                       # offset this batch starts at (must still be the stored one)
+    st: os.stat_result
+    batch: ParsedBatch
+
+
 class Ingester:
     """Reads transcripts under `roots` into `store`. One per process; not thread-safe (one writer).
 
@@ -304,7 +298,7 @@ class Ingester:
         total = 0
         for root, path in files:
             state = known.pop(path, None)
-            change, st = classify(path, _snapshot(state))
+            change, st = classify(path, state)
             if change is Change.UNCHANGED and state is not None and state.missing:
                 found_again.append(state)        # back exactly as it was (its dir moved out and back)
             if change in (Change.UNCHANGED, Change.GONE) or st is None:
@@ -412,7 +406,7 @@ class Ingester:
         if root is None or not is_transcript(os.path.basename(real)):
             return summary
         state = self.store.file_state(self.host, real)
-        change, st = classify(real, _snapshot(state))
+        change, st = classify(real, state)
         if change is Change.GONE or (change is Change.UNCHANGED and state is not None and state.missing):
             if state is not None and state.missing != (change is Change.GONE):
                 with self.store.write():
@@ -461,9 +455,7 @@ class Ingester:
             for batch in batches:
                 bad_count += batch.skipped
                 bad_first = bad_first or batch.first_bad_line
-                self._add(_Pending(path, str(root), reset and first, start, batch.end, batch.read_to, batch.head,
-                                   batch.tail, batch.last_line, batch.skipped, st, batch.records),
-                          batch.end - start, summary)
+                self._add(_Pending(path, str(root), reset and first, start, st, batch), batch.end - start, summary)
                 first = False
                 start = batch.end
                 if progress:
@@ -521,28 +513,29 @@ class Ingester:
                     if state is None:
                         state = FileState(None, self.host, p.path, p.root, first_seen_ms=now)
                     states[p.path] = state
+                b = p.batch
                 if p.reset:
                     state.resets += 1 if state.id is not None else 0
                     state.skipped_lines = state.requests_seen = 0
                 state.root = p.root
                 state.dev, state.inode = p.st.st_dev, p.st.st_ino
-                state.size, state.offset, state.mtime_ns = p.read_to, p.end, p.st.st_mtime_ns
-                state.head_hash, state.tail_hash = p.head, p.tail
-                state.lines = p.last_line
-                state.skipped_lines += p.skipped
-                state.requests_seen += len(p.records)
+                state.size, state.offset, state.mtime_ns = b.read_to, b.end, p.st.st_mtime_ns
+                state.head_hash, state.tail_hash = b.head, b.tail
+                state.lines = b.last_line
+                state.skipped_lines += b.skipped
+                state.requests_seen += len(b.records)
                 state.last_ingest_ms = now
                 state.missing = False
                 accepted.append(p)
             self.store.save_file_states(states.values())
             merged: dict[str, UsageRecord] = {}
             for p in accepted:
-                for record in p.records.values():
+                for record in p.batch.records.values():
                     _merge_into(merged, record)
             inserted, updated = self._apply(merged, {path: s.id for path, s in states.items()}, now)
         summary.new_requests += inserted
         summary.updated_requests += updated
-        summary.skipped_lines += sum(p.skipped for p in accepted)
+        summary.skipped_lines += sum(p.batch.skipped for p in accepted)
 
     # ---- merging
     def _row(self, r: UsageRecord, file_id: int | None, now: int) -> tuple:
@@ -629,13 +622,6 @@ def _min_known(a: int | None, b: int | None) -> int | None:
     if a is None:
         return b
     return a if b is None else min(a, b)
-
-
-def _snapshot(state: FileState | None) -> Snapshot | None:
-    if state is None:
-        return None
-    return Snapshot(dev=state.dev, inode=state.inode, size=state.size, offset=state.offset,
-                    mtime_ns=state.mtime_ns, head_hash=state.head_hash, tail_hash=state.tail_hash)
 
 
 def _utc(ms: int) -> datetime:

@@ -11,7 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from enum import Enum
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Protocol
 
 FINGERPRINT_BYTES = 4096
 READ_CHUNK = 1 << 20               # 1 MiB reads
@@ -25,6 +25,18 @@ class Change(Enum):
     RESET = "reset"                # read again from 0 (dedup keys make that safe)
     NEW = "new"
     GONE = "gone"
+
+
+class Stored(Protocol):
+    """What `classify` needs of a file's stored state (store.FileState has it; so has Snapshot)."""
+
+    dev: int
+    inode: int
+    size: int
+    offset: int
+    mtime_ns: int
+    head_hash: str
+    tail_hash: str
 
 
 @dataclass(slots=True)
@@ -59,7 +71,7 @@ def fingerprints(f: BinaryIO, offset: int) -> tuple[str, str]:
     return _digest(head), _digest(tail)
 
 
-def classify(path: str, known: Snapshot | None) -> tuple[Change, os.stat_result | None]:
+def classify(path: str, known: Stored | None) -> tuple[Change, os.stat_result | None]:
     """How to read `path` given what was stored about it (None: never seen)."""
     try:
         st = os.stat(path)
