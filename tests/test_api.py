@@ -123,6 +123,7 @@ def test_stats(client, truth):
     assert stats["days_beyond_cleanup"] == 0
     assert stats["tz"] == "UTC"
     assert stats["unpriced_models"] == []
+    assert stats["hosts"] == 1                   # one machine wrote this ledger
     daily = get(client, "/api/usage/daily?tz=UTC")
     assert stats["totals"]["cost_usd"] == pytest.approx(sum(d["cost_usd"] for d in daily["daily"]), abs=1e-4)
     assert stats["totals"]["cost_usd"] > 0
@@ -314,7 +315,7 @@ def test_api_never_writes(client, truth):
     sid = next(iter(truth["by_session"]))
     for url in ("/", "/api/usage/stats", "/api/usage/daily", "/api/usage/weekly", "/api/usage/monthly",
                 "/api/usage/sessions", f"/api/usage/sessions/{sid}", "/api/usage/projects", "/api/usage/models",
-                "/api/usage/blocks", "/api/usage/events", "/api/health", "/metrics"):
+                "/api/usage/blocks", "/api/usage/hosts", "/api/usage/events", "/api/health", "/metrics"):
         assert client.get(url).status_code == 200, url
     client.get("/api/processes")
     assert fingerprint() == before
@@ -325,6 +326,7 @@ def test_empty_ledger(isolated_env):
     stats = get(client, "/api/usage/stats")
     assert stats["totals"]["requests"] == 0 and stats["sessions"] == 0
     assert stats["first_request_at"] is None and stats["history_days"] == 0 and stats["active_block"] is None
+    assert stats["hosts"] == 0 and get(client, "/api/usage/hosts")["hosts"] == []
     assert get(client, "/api/usage/events") == {"events": [], "next_cursor": None, "limit": 100}
     assert get(client, "/api/usage/daily")["daily"] == []
     assert client.get("/").status_code == 200

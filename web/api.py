@@ -88,9 +88,16 @@ class UsageAPI:
         return int(self.clock() * 1000)
 
     # ---- /api/usage/*
+    def host_count(self) -> int:
+        """How many machines (hosts) wrote to the ledger, whatever the filters: read from the small all-time
+        rollup, so it costs one index-sized scan."""
+        row = self.store.db.execute_sql("SELECT COUNT(DISTINCT host) FROM usage_totals").fetchone()
+        return int(row[0] or 0) if row else 0
+
     def stats(self, args: Mapping[str, str]) -> dict[str, Any]:
         """Totals (all filters), today and this month (the other filters, their own dates), the active
-        5-hour block, session count, how far back the ledger goes and which models are not priced."""
+        5-hour block, session count, how far back the ledger goes, which models are not priced, and how
+        many hosts the ledger holds (unfiltered; the page shows per-machine figures when there are two+)."""
         f = self.filters(args)
         now_ms = self.now_ms()
         today = dt.datetime.fromtimestamp(now_ms / 1000, f.tz).date()
@@ -119,13 +126,14 @@ class UsageAPI:
             "history_days": history_days,
             "days_beyond_cleanup": max(0, history_days - CLEANUP_DAYS),
             "unpriced_models": self.reports.unpriced_models(f),
+            "hosts": self.host_count(),
             "last_ingest_at": _iso(last_ingest.get("at_ms")) if isinstance(last_ingest.get("at_ms"), int) else None,
             "tz": _tz_name(f.tz),
             "now_ms": now_ms,
         }
 
     def report(self, kind: str, args: Mapping[str, str]) -> dict[str, Any]:
-        """daily, weekly, monthly, projects, models, blocks: the same JSON as `cctally report KIND --json`."""
+        """daily, weekly, monthly, projects, models, blocks, hosts: the same JSON as `cctally report KIND --json`."""
         if kind not in KINDS or kind == "sessions":
             raise ReportError("kind", f"unknown report {kind!r}")
         f = self.filters(args)

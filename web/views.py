@@ -11,7 +11,7 @@ from .api import UsageAPI
 api = Blueprint("api", __name__, url_prefix="/api")
 pages = Blueprint("pages", __name__)
 
-REPORTS = ("daily", "weekly", "monthly", "projects", "models", "blocks")
+REPORTS = ("daily", "weekly", "monthly", "projects", "models", "blocks", "hosts")
 
 
 def usage_api() -> UsageAPI:
@@ -37,7 +37,7 @@ def stats() -> Response:
     return jsonify(usage_api().stats(request.args))
 
 
-@api.get("/usage/<any(daily, weekly, monthly, projects, models, blocks):kind>")
+@api.get("/usage/<any(daily, weekly, monthly, projects, models, blocks, hosts):kind>")
 def report(kind: str) -> Response:
     return jsonify(usage_api().report(kind, request.args))
 
