@@ -173,4 +173,4 @@ def test_page_needs_nothing_inline_or_remote(client):
     assert set(re.findall(r'getJSON\("(/[a-z/]+)', js)) <= {"/api/usage/stats", "/api/usage/daily",
                                                           "/api/usage/models", "/api/usage/projects",
                                                           "/api/usage/events", "/api/usage/sessions",
-                                                          "/api/health", "/api/processes"}
+                                                          "/api/usage/hosts", "/api/health", "/api/processes"}

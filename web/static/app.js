@@ -14,7 +14,7 @@
   const state = {
     range: "30", sort: "last_ms", order: "desc", sessionLimit: 15, sig: null, recentSig: null, rangeAt: 0, dirty: true,
     stats: null, daily: null, models: null, offsetMs: 0,
-    processSampling: null, healthAt: 0, colors: new Map(), timer: null, busy: false,
+    hostsShown: false, processSampling: null, healthAt: 0, colors: new Map(), timer: null, busy: false,
   };
 
   // ---------------------------------------------------------------- helpers
@@ -358,6 +358,37 @@
     ])));
   }
 
+  // Machines: only a team ledger (two or more hosts) shows it; one host would repeat the totals.
+  function renderHosts(data) {
+    const panel = document.getElementById("hosts-panel");
+    if (!data) {
+      panel.hidden = true;
+      return;
+    }
+    const tbody = $("#hosts tbody");
+    const rows = data.hosts;
+    const known = state.stats ? state.stats.hosts : rows.length;
+    const range = state.range === "all" ? "all time" : "last " + state.range + " days";
+    document.getElementById("hosts-count").textContent =
+      (rows.length < known ? rows.length + " of " + fmtInt(known) : fmtInt(known)) + " machines · " + range;
+    if (!rows.length) emptyRow(tbody, 8, "No requests from any machine in this range.");
+    else {
+      const total = data.totals.cost_usd || 1;
+      tbody.replaceChildren(...rows.map((h) => el("tr", { dataset: { host: h.host } }, [
+        el("td", { title: h.host + (h.first_at ? " — first request " + h.first_at : "") },
+          [el("span", { className: "host-name", text: h.host })]),
+        el("td", { className: "name hide-sm", title: h.os_users.join(", "), text: h.os_users.join(", ") || "—" }),
+        el("td", { className: "num hide-sm", text: fmtInt(h.sessions) }),
+        el("td", { className: "num hide-sm", text: fmtInt(h.requests) }),
+        el("td", { className: "num hide-sm", text: fmtTokens(h.total_tokens) }),
+        el("td", { className: "num", text: fmtCost(h.cost_usd) }),
+        el("td", { className: "share" }, [shareBar(h.cost_usd / total)]),
+        el("td", { className: "num", title: h.last_at, text: h.last_at ? fmtAgo(Date.parse(h.last_at)) : "—" }),
+      ])));
+    }
+    panel.hidden = false;
+  }
+
   function renderRecent(data) {
     const tbody = $("#recent tbody");
     if (!data.events.length) return emptyRow(tbody, 5, "No requests yet.");
@@ -498,9 +529,11 @@
   async function loadRange() {
     const q = rangeQuery();
     const suffix = q ? "?" + q : "";
-    const [daily, models, projects, recent, sessions] = await Promise.all([
+    const showHosts = state.hostsShown;
+    const [daily, models, projects, recent, sessions, hosts] = await Promise.all([
       getJSON("/api/usage/daily" + suffix), getJSON("/api/usage/models" + suffix),
-      getJSON("/api/usage/projects" + suffix), getJSON("/api/usage/events?limit=8"), fetchSessions()]);
+      getJSON("/api/usage/projects" + suffix), getJSON("/api/usage/events?limit=8"), fetchSessions(),
+      showHosts ? getJSON("/api/usage/hosts" + suffix) : null]);
     state.daily = daily;
     state.models = models;
     models.models.forEach((m) => colorOf(m.model));     // colors follow cost order, the same in every panel
@@ -509,6 +542,7 @@
     renderProjects(projects);
     renderSessions(sessions);
     renderRecent(recent);
+    renderHosts(hosts);
     const label = state.range === "all" ? "all time" : "last " + state.range + " days";
     document.querySelectorAll(".range-label").forEach((n) => { n.textContent = label; });
   }
@@ -530,6 +564,11 @@
       state.stats = stats;
       state.offsetMs = stats.now_ms - Date.now();
       renderStats(stats);
+      const showHosts = stats.hosts > 1;
+      if (showHosts !== state.hostsShown) {      // a second machine appeared (or the ledger changed): redraw now
+        state.hostsShown = showHosts;
+        state.dirty = true;
+      }
       const sig = [stats.totals.requests, stats.totals.cost_usd, stats.totals.total_tokens, stats.last_request_ms, stats.today.date].join("|");
       // Cards, block and latest requests follow every poll; the heavier range panels (chart, breakdowns,
       // sessions) reload at most every RANGE_MIN_MS while requests keep arriving.
