@@ -54,18 +54,20 @@ class ServiceError(Exception):
 
 
 def executable_command() -> list[str]:
-    """The absolute command that starts cctally: `cctally` on PATH, else `sys.argv[0]` if it is the
-    cctally script, else `[sys.executable, "-m", "daemon.cli"]`. Symlinks on PATH are kept (a pipx
-    or venv link survives upgrades); the interpreter path is not resolved (that would leave the venv).
+    """The absolute command that starts cctally: `sys.argv[0]` if it is the cctally script (the install
+    that is running: `/venv/bin/cctally service install` from a venv that is not activated must not pick
+    another install's `cctally` earlier on PATH), else `cctally` on PATH, else
+    `[sys.executable, "-m", "daemon.cli"]`. Symlinks are kept (a pipx or venv link survives upgrades);
+    the interpreter path is not resolved (that would leave the venv).
     """
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 and Path(argv0).name.lower().startswith("cctally"):
+        path = Path(os.path.abspath(os.path.expanduser(argv0)))
+        if path.is_file() and os.access(path, os.X_OK):
+            return [str(path)]
     found = shutil.which("cctally")
     if found:
         return [os.path.abspath(found)]
-    argv0 = sys.argv[0] if sys.argv else ""
-    if argv0 and Path(argv0).name.lower().startswith("cctally"):
-        path = Path(argv0).expanduser().resolve()
-        if path.is_file() and os.access(path, os.X_OK):
-            return [str(path)]
     return [os.path.abspath(sys.executable), "-m", "daemon.cli"]
 
 

@@ -280,6 +280,16 @@ def test_executable_fallbacks(rec: Recorder, tmp_path: Path, monkeypatch: pytest
     assert service.executable_command() == [sys.executable, "-m", "daemon.cli"]
 
 
+def test_executable_is_the_running_install(rec: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`/venv/bin/cctally service install` with another cctally first on PATH (venv not activated, a pyenv
+    shim): the unit runs the install that rendered it."""
+    venv_script = tmp_path / "venv" / "bin" / "cctally"
+    venv_script.parent.mkdir(parents=True)
+    shutil.copy2(rec.cctally, venv_script)
+    monkeypatch.setattr(sys, "argv", [str(venv_script), "service", "install", "--dry-run"])
+    assert service.executable_command() == [str(venv_script)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Linux
 
