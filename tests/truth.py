@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-GEN_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_corpus.py"
+GEN_CORPUS = Path(os.environ.get("CCTALLY_GEN_CORPUS")
+                  or Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_corpus.py")
+"""The corpus generator (not part of this repository): `$CCTALLY_GEN_CORPUS`, else
+`../shared/bench/gen_corpus.py` beside the checkout (the same lookup as bench/corpus.py)."""
 
 FIELD_MAP = {"requests": "requests", "input": "input_tokens", "output": "output_tokens",
              "cache_write_5m": "cache_creation_5m_tokens", "cache_write_1h": "cache_creation_1h_tokens",
@@ -18,6 +22,8 @@ FIELD_MAP = {"requests": "requests", "input": "input_tokens", "output": "output_
 def generate(out: Path, size_mb: float, seed: int, nasty: bool = False, days: int = 45,
              start: str = "2026-09-01") -> dict[str, Any]:
     """Write a corpus with gen_corpus.py into `out` (a Claude config dir) and return its truth."""
+    if not GEN_CORPUS.is_file():
+        raise FileNotFoundError(f"gen_corpus.py not found at {GEN_CORPUS}: set CCTALLY_GEN_CORPUS to its path")
     cmd = [sys.executable, str(GEN_CORPUS), str(out), "--size-mb", str(size_mb), "--seed", str(seed),
            "--days", str(days), "--start", start]
     if nasty:
