@@ -58,6 +58,8 @@ class LiveResult:
     latency_s: list[float] = field(default_factory=list)
     idle_seconds: float = 0.0
     idle_cpu_pct: float = 0.0
+    idle_cpu_s: float = 0.0
+    load_avg: list[float] = field(default_factory=list)      # 1-min load average before/after the idle period
     rss_mb: float = 0.0
     peak_rss_mb: float | None = None
     threads: int = 0
@@ -81,7 +83,8 @@ class LiveResult:
             ("append -> visible, p95", f"{self.p95_s * 1000:.0f} ms", f"< {GOAL_P95_S * 1000:.0f} ms",
              self.p95_s < GOAL_P95_S),
             ("append -> visible, max", f"{max(self.latency_s) * 1000:.0f} ms" if self.latency_s else "-", "", True),
-            (f"idle CPU over {self.idle_seconds:.0f} s (sampling on)", f"{self.idle_cpu_pct:.3f} %",
+            (f"idle CPU over {self.idle_seconds:.0f} s (sampling on)",
+             f"{self.idle_cpu_pct:.3f} % ({self.idle_cpu_s:.2f} CPU s)",
              f"< {GOAL_IDLE_CPU_PCT} %", self.idle_cpu_pct < GOAL_IDLE_CPU_PCT),
             ("RSS after idle", f"{self.rss_mb:.1f} MB", f"< {GOAL_RSS_MB:.0f} MB", self.rss_mb < GOAL_RSS_MB),
             ("peak RSS (VmHWM)", f"{self.peak_rss_mb:.1f} MB" if self.peak_rss_mb else "-", "", True),
@@ -196,20 +199,25 @@ def _wait(check: Callable[[], bool], timeout: float, every: float) -> bool:
 
 def measure(config_dir: Path, target: Path, scratch: Path, *, size_mb: float, appends: int = 50,
             spacing: float = 0.2, idle_seconds: float = 60.0, web: bool | None = None, repo: Path = REPO,
-            log: Callable[[str], None] = print) -> LiveResult:
+            log: Callable[[str], None] = print, env: dict[str, str] | None = None,
+            store: Path | None = None) -> LiveResult:
     """Ingest `config_dir` into a fresh store under `scratch`, run the daemon on it and measure.
     `target` is a session file inside config_dir that may be appended to (a private copy, not a hard link
-    into a cache)."""
-    store, home = scratch / "store", scratch / "home"
-    shutil.rmtree(store, ignore_errors=True)
-    store.mkdir(parents=True)
+    into a cache). run.py passes `env` (its isolated cctally environment for `store`) and `store`, a dir
+    whose cctally.db already holds config_dir's requests: then the ingest is a catch-up (nothing new)."""
+    if store is None:
+        store = scratch / "store"
+        shutil.rmtree(store, ignore_errors=True)
+        store.mkdir(parents=True)
+    home = scratch / "home"
     home.mkdir(parents=True, exist_ok=True)
-    env = cctally_env(config_dir, store, home, repo)
+    if env is None:
+        env = cctally_env(config_dir, store, home, repo)
     cctally = [sys.executable, "-m", "daemon.cli"]
     started = time.perf_counter()
     subprocess.run(cctally + ["ingest"], env=env, cwd=repo, check=True, stdout=subprocess.DEVNULL)
     ingest_s = time.perf_counter() - started
-    db = store / "cctally.db"
+    db = Path(env.get("CCTALLY_DB") or store / "cctally.db")
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     requests = con.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
     con.close()
@@ -251,13 +259,16 @@ def measure(config_dir: Path, target: Path, scratch: Path, *, size_mb: float, ap
 
         time.sleep(3.0)                    # settle: no work left from the appends
         log(f"measuring idle CPU for {idle_seconds:.0f} s ...")
+        result.load_avg.append(os.getloadavg()[0])
         before = daemon.cpu_times()
         t_before = time.perf_counter()
         time.sleep(idle_seconds)
         after = daemon.cpu_times()
         result.idle_seconds = time.perf_counter() - t_before
         used = (after.user - before.user) + (after.system - before.system)
+        result.idle_cpu_s = used
         result.idle_cpu_pct = 100.0 * used / result.idle_seconds
+        result.load_avg.append(os.getloadavg()[0])
         result.rss_mb = daemon.memory_info().rss / 2**20
         result.threads = daemon.num_threads()
         result.peak_rss_mb = _peak_rss_mb(proc.pid)

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,7 +27,7 @@ import ccusage_tool  # noqa: E402
 import corpus as corpora  # noqa: E402
 import machine  # noqa: E402
 from procs import ChildFailed, warm_page_cache, wrapper_name  # noqa: E402
-from sections import SECTIONS, Context, Row, row_dict  # noqa: E402
+from sections import ONCE, SECTIONS, Context, Row, row_dict  # noqa: E402
 
 APPEND_FILES = 4           # session files the catch-up section appends to (a few active sessions)
 
@@ -49,6 +50,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=HERE / ".cache", help="corpora, npm install, scratch")
     p.add_argument("--gen-corpus", help="path to gen_corpus.py (default: ../shared/bench/gen_corpus.py)")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch dirs (stores, outputs)")
+    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the live section: `cctally run` append->visible latency, idle CPU, RSS (~1.5 min)")
+    p.add_argument("--idle-seconds", type=float, default=60.0, help="live: idle period measured (default 60)")
+    p.add_argument("--live-appends", type=int, default=50, help="live: appends timed (default 50)")
+    p.add_argument("--api", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the API section once: the real server on a ~1M-request store (first build ~1-2 min)")
+    p.add_argument("--api-requests", type=int, default=1_000_000, help="API: requests in the built store")
+    p.add_argument("--api-base-mb", type=float, default=100.0,
+                   help="API: the corpus whose requests are replicated (default 100)")
     a = p.parse_args(argv)
     a.size_mb = a.size_mb or [100.0]
     if a.runs < 1:
@@ -62,6 +72,8 @@ def _fmt(v, unit: str = "") -> str:
         return "-"
     if isinstance(v, str):
         return v
+    if unit == "%":
+        return f"{v:.3f}"
     if unit in ("MB/s",) or (isinstance(v, float) and abs(v) >= 1000):
         return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.1f}"
     if unit == "s":
@@ -89,7 +101,7 @@ def table(rows: list[Row]) -> str:
 
 
 # ------------------------------------------------------------------ main
-def bench_size(args, size_mb: float, ccusage_argv, generator: Path) -> dict:
+def bench_size(args, size_mb: float, ccusage_argv, generator: Path, done_once: set[str]) -> dict:
     cache = args.cache_dir
     c = corpora.ensure_corpus(cache / "corpora", generator, size_mb, args.seed, log=log)
     work = cache / "work" / f"{c.path.name}-{os.getpid()}"
@@ -104,15 +116,20 @@ def bench_size(args, size_mb: float, ccusage_argv, generator: Path) -> dict:
                   cctally_pythonpath=str(args.repo), ccusage=ccusage_argv,
                   append_bytes=int(args.append_mb * 1e6),
                   appender=corpora.Appender(config_dir / "projects", targets, args.seed + 1000),
-                  base_env=dict(os.environ), log=log)
+                  base_env=dict(os.environ), log=log,
+                  options={"cache_dir": str(cache), "generator": str(generator), "seed": args.seed,
+                           "idle_seconds": args.idle_seconds, "live_appends": args.live_appends,
+                           "api_requests": args.api_requests, "api_base_mb": args.api_base_mb})
     wanted = set(args.sections.split(",")) if args.sections else None
+    skipped = {name for name, on in (("live", args.live), ("api", args.api)) if not on} | (done_once & ONCE)
     load_before = os.getloadavg()[0]
     rows: list[Row] = []
     errors: list[str] = []
     try:
         for name, fn in SECTIONS:
-            if wanted and name not in wanted:
+            if (wanted and name not in wanted) or name in skipped:
                 continue
+            done_once.add(name)
             log(f"[{size_mb:g} MB] {name} ...")
             started = time.monotonic()
             try:
@@ -120,6 +137,9 @@ def bench_size(args, size_mb: float, ccusage_argv, generator: Path) -> dict:
             except (ChildFailed, KeyError) as exc:   # KeyError: a section whose prerequisite was skipped or failed
                 errors.append(f"{name}: {exc}")
                 log(f"  {name} failed: {exc}")
+            except Exception as exc:                 # live/api: a daemon that did not come up, an HTTP error
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                log(f"  {name} failed:\n{traceback.format_exc()}")
             log(f"  ({time.monotonic() - started:.1f} s)")
     finally:
         if not args.keep_work:
@@ -158,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     info["rss_via"] = wrapper_name()
     info["command"] = "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = []
+    done_once: set[str] = set()
     for size in args.size_mb:
-        results.append(bench_size(args, size, ccusage_argv, generator))
+        results.append(bench_size(args, size, ccusage_argv, generator, done_once))
     print(machine.describe(info))
     print("cctally = python -m daemon.cli (the `cctally` script's code); ccusage = `ccusage daily --offline --json "
           "--timezone UTC`,\na full run every time (it keeps no state). ratio c/u = cctally / ccusage "

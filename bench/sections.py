@@ -56,6 +56,7 @@ class Context:
     appender: Appender | None
     base_env: dict[str, str]
     log: Callable[[str], None] = print
+    options: dict[str, Any] = field(default_factory=dict)      # run.py's options for the live and API sections
     state: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -68,13 +69,13 @@ class Context:
         store.mkdir(parents=True)
         return store
 
-    def cctally_env(self, store: Path) -> dict[str, str]:
+    def cctally_env(self, store: Path, config_dir: Path | None = None) -> dict[str, str]:
         home = self.scratch / "home"
         home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in self.base_env.items()
                if not k.startswith(("CLAUDE_", "CCTALLY_")) and k not in PYTHON_ENV_NOT_PASSED}
         pp = self.cctally_pythonpath + ((":" + env["PYTHONPATH"]) if env.get("PYTHONPATH") else "")
-        env.update(CLAUDE_CONFIG_DIR=str(self.config_dir), CCTALLY_HOME=str(store),
+        env.update(CLAUDE_CONFIG_DIR=str(config_dir or self.config_dir), CCTALLY_HOME=str(store),
                    CCTALLY_DB=str(store / "cctally.db"), CCTALLY_HOST_ID="bench", HOME=str(home),
                    PYTHONPATH=pp, TZ="UTC")
         return env
@@ -311,13 +312,170 @@ def memory(ctx: Context) -> list[Row]:
                 m1 < 150, "MB")]
 
 
+# ------------------------------------------------------------------ 6. live daemon
+def live(ctx: Context) -> list[Row]:
+    """`cctally run` (web on, sampling on) on the populated ledger: append -> visible latency, idle CPU, RSS.
+
+    One run (not --runs): the 50 appends are the latency sample, and a minute of idle is long enough."""
+    import live as live_mod
+    if ctx.appender is None or not ctx.appender.targets:
+        raise KeyError("live: no private session file to append to")
+    store = ctx.state.get("store") or ctx.new_store("live")      # after catch_up: current, nothing to ingest
+    scratch = ctx.scratch / "live"
+    res = live_mod.measure(ctx.config_dir, ctx.appender.targets[0], scratch, size_mb=ctx.size_mb,
+                           appends=int(ctx.options.get("live_appends", 50)), spacing=0.2,
+                           idle_seconds=float(ctx.options.get("idle_seconds", 60.0)), repo=Path(ctx.cctally_cwd),
+                           log=ctx.log, env=ctx.cctally_env(store), store=store)
+    ctx.samples["live"] = res.as_dict()
+    ctx.notes.append(live_mod.table(res) + f"\n(1-min load average {', '.join(f'{x:.2f}' for x in res.load_avg)} "
+                     "at the start and end of the idle period)")
+    lat = [x * 1000 for x in res.latency_s]
+    p95 = res.p95_s * 1000
+    return [
+        Row("live", f"append -> visible, median (ms) [{res.appends} appends]", res.median_s * 1000, unit="ms"),
+        Row("live", "append -> visible, p95 (ms)", p95, goal="< 1000 ms", met=p95 < 1000, unit="ms"),
+        Row("live", "append -> visible, max (ms)", max(lat) if lat else None, unit="ms"),
+        Row("live", f"idle CPU over {res.idle_seconds:.0f} s, sampling on (% of a core)", res.idle_cpu_pct,
+            goal="< 0.5 %", met=res.idle_cpu_pct < 0.5, unit="%"),
+        Row("live", f"idle CPU over {res.idle_seconds:.0f} s (CPU s)", res.idle_cpu_s, unit="s"),
+        Row("live", "RSS after idle (MB)", res.rss_mb, goal="< 80 MB", met=res.rss_mb < 80, unit="MB"),
+        Row("live", "peak RSS, VmHWM (MB)", res.peak_rss_mb, unit="MB"),
+        Row("live", "SIGTERM -> exit (s)", res.shutdown_s, goal="< 5 s, exit 0",
+            met=res.shutdown_s < 5 and res.exit_code == 0, unit="s"),
+    ]
+
+
+# ------------------------------------------------------------------ 7. API on a 1M-request ledger
+API_SEQUENTIAL = 200
+API_THREADS = 8
+API_SECONDS = 10.0
+
+
+def api(ctx: Context) -> list[Row]:
+    """The real `cctally run` server on a ~1M-request store (bench/api_store.py): per-endpoint latency over
+    sequential keep-alive GETs, /api/usage/stats under concurrent readers, and whole-process reports.
+    Independent of the corpus size being benched: run.py runs it once per invocation."""
+    import datetime as dt
+    import os
+
+    import api_latency
+    import api_store
+    import corpus as corpora
+    from live import free_port
+
+    o = ctx.options
+    base_mb = float(o.get("api_base_mb", 100.0))
+    seed = int(o.get("seed", 1))
+    cache = Path(o["cache_dir"])
+    base = ctx.corpus if base_mb == ctx.size_mb else corpora.ensure_corpus(
+        cache / "corpora", Path(o["generator"]), base_mb, seed, log=ctx.log)
+
+    def ingest(config_dir: Path, store: Path) -> None:
+        run_measured(ctx.cctally + ["ingest"], ctx.cctally_env(store, config_dir),
+                     ctx.scratch / "out" / "api-base-ingest.out", cwd=ctx.cctally_cwd)
+
+    cached_db, info = api_store.ensure_store(
+        cache, Path(ctx.cctally_cwd), base, int(o.get("api_requests", 1_000_000)), ingest,
+        lambda work: corpora.make_workdir(base, work, 0, seed)[0], log=ctx.log)
+    ctx.samples["api_store"] = info
+    work = ctx.scratch / "api"
+    store = work / "store"
+    shutil.rmtree(work, ignore_errors=True)
+    store.mkdir(parents=True)
+    (work / "claude" / "projects").mkdir(parents=True)       # the server watches an empty tree
+    shutil.copyfile(cached_db, store / "cctally.db")          # the server writes meta; the cache stays as built
+    env = ctx.cctally_env(store, work / "claude")
+    env["CCTALLY_HOST_ID"] = "bench-api"
+
+    last_day = dt.datetime.fromtimestamp(info["last_ms"] / 1000, dt.timezone.utc).date()
+    paths = ["/api/usage/stats", f"/api/usage/daily?since={(last_day - dt.timedelta(days=90)).isoformat()}",
+             "/api/usage/sessions?limit=15", "/api/usage/models", "/metrics"]
+    port = free_port()
+    ctx.log(f"  serving {info['requests']:,} requests on 127.0.0.1:{port} ...")
+    server = api_latency.serve(ctx.cctally, env, ctx.cctally_cwd, port, work / "server.log")
+    seq: list[api_latency.Timing] = []
+    try:
+        c = api_latency.Client(port)
+        status, body, _ = c.get("/api/usage/stats")
+        c.close()
+        stats = json.loads(body)
+        if status != 200 or stats["totals"]["requests"] != info["requests"]:
+            raise KeyError(f"api: /api/usage/stats says {stats.get('totals', {}).get('requests')} requests, "
+                           f"the store holds {info['requests']}")
+        newest_min = (stats["now_ms"] - stats["last_request_ms"]) / 60_000
+        load0 = os.getloadavg()[0]
+        for path in paths:
+            t = api_latency.sequential(server, path, API_SEQUENTIAL)
+            seq.append(t)
+            ctx.log(f"  GET {path}: p50 {t.p50:.1f} ms, p95 {t.p95:.1f} ms, max {t.max:.1f} ms, "
+                    f"server CPU {t.cpu_ms_per_request:.1f} ms/request")
+        conc = api_latency.concurrent(server, paths[0], API_THREADS, API_SECONDS)
+        ctx.log(f"  {API_THREADS} readers of {paths[0]}: {conc.rate:.0f} req/s, p95 {conc.p95:.1f} ms")
+        load1 = os.getloadavg()[0]
+        rss, peak = server.rss_mb(), server.peak_rss_mb()
+    finally:
+        stop_s, code = server.stop()
+    ctx.samples["api_sequential"] = [t.as_dict() for t in seq]
+    ctx.samples["api_concurrent"] = conc.as_dict()
+
+    reports = {}
+    for kind in ("daily", "sessions"):
+        reports[kind] = [ctx.run_cctally(["report", kind, "--json", "--no-ingest"], store) for _ in range(ctx.runs)]
+        _record(ctx, f"api_report_{kind}", reports[kind])
+
+    span_days = info["span_days"]
+    lines = [f"API: `cctally run --no-sample` on a built store (bench/api_store.py): {info['requests']:,} requests "
+             f"({info['copies']} week-shifted copies of the {info['source_requests']:,} of {base.path.name}), "
+             f"{info['sessions']:,} sessions, {info['files']:,} files, {info['usage_buckets']:,} usage_buckets rows, "
+             f"{span_days:.0f} days of history, {info['db_mb']:.0f} MB; newest request {newest_min:.0f} min before "
+             f"the measurement. Built in {info.get('built_total_s', 0):.0f} s (insert {info['insert_s']:.0f} s, "
+             f"rollups.rebuild {info['rebuild_s']:.0f} s).",
+             f"Up to {API_SEQUENTIAL} sequential GETs per path (fewer when a path takes > 30 s: n column) with "
+             "http.client, after 5 untimed; werkzeug closes every connection (Connection: close), so each GET "
+             "connects anew (new conns column) -- included in the times, as for a browser. "
+             f"1-min load average {load0:.2f} before, {load1:.2f} after.",
+             f"  {'path':<42}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'mean ms':>9}{'server CPU ms/req':>19}"
+             f"{'bytes':>10}{'new conns':>10}"]
+    for t in seq + [conc]:
+        name = t.path if t.threads == 1 else f"{t.path} x{t.threads} threads"
+        d = t.as_dict()
+        lines.append(f"  {name:<42}{t.n:>6}{t.p50:>9.1f}{t.p95:>9.1f}{t.max:>9.1f}{d['mean_ms']:>9.1f}"
+                     f"{t.cpu_ms_per_request:>19.2f}{t.bytes:>10,}{t.reconnects:>10}")
+    lines.append(f"  {API_THREADS} threads for {conc.elapsed_s:.1f} s: {conc.n:,} requests, {conc.rate:.0f} req/s, "
+                 f"server CPU {conc.server_cpu_s:.1f} s ({100 * conc.server_cpu_s / conc.elapsed_s:.0f} % of a core)")
+    lines.append(f"  server RSS after the load {rss:.1f} MB (peak {peak or 0:.1f} MB); SIGTERM -> exit {stop_s:.2f} s "
+                 f"(exit {code})")
+    ctx.notes.append("\n".join(lines))
+
+    rows = []
+    for t in seq:
+        is_stats = t.path == paths[0]
+        rows.append(Row("api", f"GET {t.path.split('?')[0]}{'?since=-90d' if 'since=' in t.path else ''}"
+                        f"{'?limit=15' if 'limit=' in t.path else ''} p50/p95/max (ms)",
+                        f"{t.p50:.1f} / {t.p95:.1f} / {t.max:.1f}", goal="p95 < 50 ms" if is_stats else "",
+                        met=(t.p95 < 50) if is_stats else None))
+    rows += [Row("api", f"GET /api/usage/stats, {API_THREADS} readers: req/s", conc.rate, unit="req/s"),
+             Row("api", f"GET /api/usage/stats, {API_THREADS} readers: p50/p95 (ms)", f"{conc.p50:.1f} / {conc.p95:.1f}"),
+             Row("api", "server RSS after the load (MB)", rss, unit="MB")]
+    for kind, samples in reports.items():
+        rows.append(Row("api", f"report {kind} --json --no-ingest, whole process (s)",
+                        median([s.wall_s for s in samples]), unit="s"))
+        rows.append(Row("api", f"report {kind}: CPU user+sys (s) / peak RSS (MB)",
+                        f"{median([s.cpu_s for s in samples]):.2f} / {median([s.max_rss_mb for s in samples]):.0f}"))
+    return rows
+
+
 SECTIONS: list[tuple[str, Callable[[Context], list[Row]]]] = [
     ("cold_ingest", cold_ingest),
     ("report_latency", report_latency),
     ("correctness", correctness),
     ("catch_up", catch_up),
     ("memory", memory),
+    ("live", live),
+    ("api", api),
 ]
+ONCE = {"api"}
+"""Sections that do not depend on the corpus size: run for the first --size-mb only."""
 
 
 def row_dict(row: Row) -> dict:
