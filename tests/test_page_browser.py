@@ -172,7 +172,9 @@ def test_page_shows_the_ledger_and_updates_live(ledger, browser):
         want = totals["requests"] + 1
         page.wait_for_selector(f'#card-requests .value[data-value="{want}"]', timeout=10_000)
         assert card(page, "requests")[1] == fmt_int(want)
-        page.wait_for_function("document.querySelector('#recent tbody tr td:nth-child(3)')"
+        # a function, not a bare expression: the page's CSP forbids eval, which Playwright's retries of a
+        # string predicate would need
+        page.wait_for_function("() => document.querySelector('#recent tbody tr td:nth-child(3)')"
                                "?.textContent === '104.3K'", timeout=10_000)
         assert page.evaluate("window.__marker") == 1            # same document: no reload happened
         assert page.locator("#block .big").inner_text().startswith("$")   # the new request opened a block

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_corpus.py"
 GEN_CORPUS = Path(os.environ.get("CCTALLY_GEN_CORPUS")
-                  or Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_corpus.py")
-"""The corpus generator (not part of this repository): `$CCTALLY_GEN_CORPUS`, else
-`../shared/bench/gen_corpus.py` beside the checkout (the same lookup as bench/corpus.py)."""
+                  or (_SHARED if _SHARED.is_file() else Path(__file__).resolve().parent / "gen_corpus.py"))
+"""The corpus generator: `$CCTALLY_GEN_CORPUS`, else `../shared/bench/gen_corpus.py` beside the checkout,
+else the copy vendored in tests/ (so a clone of this repository alone runs its tests)."""
 
 FIELD_MAP = {"requests": "requests", "input": "input_tokens", "output": "output_tokens",
              "cache_write_5m": "cache_creation_5m_tokens", "cache_write_1h": "cache_creation_1h_tokens",
