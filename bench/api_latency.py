@@ -178,6 +178,7 @@ def sequential(server: Server, path: str, n: int = 200, warmup: int = 5, budget_
             if status != 200:
                 raise RuntimeError(f"GET {path}: HTTP {status}: {body[:300]!r}")
         t = Timing(path=path, n=n)
+        c.reconnects = 0
         cpu0, t0 = server.cpu_s(), time.perf_counter()
         for i in range(n):
             status, body, s = c.get(path)

@@ -332,7 +332,7 @@ def live(ctx: Context) -> list[Row]:
     lat = [x * 1000 for x in res.latency_s]
     p95 = res.p95_s * 1000
     return [
-        Row("live", f"append -> visible, median (ms) [{res.appends} appends]", res.median_s * 1000, unit="ms"),
+        Row("live", f"append -> visible, median (ms) [{res.appends} appends, 1 run]", res.median_s * 1000, unit="ms"),
         Row("live", "append -> visible, p95 (ms)", p95, goal="< 1000 ms", met=p95 < 1000, unit="ms"),
         Row("live", "append -> visible, max (ms)", max(lat) if lat else None, unit="ms"),
         Row("live", f"idle CPU over {res.idle_seconds:.0f} s, sampling on (% of a core)", res.idle_cpu_pct,
