@@ -247,6 +247,32 @@ def m006_session_sums(db: Database, migrator: SchemaMigrator) -> None:
 m006_session_sums.rebuilds_rollups = True  # type: ignore[attr-defined]
 
 
+@migration
+def m007_stats_indexes_and_latency_counts(db: Database, migrator: SchemaMigrator) -> None:
+    """A partial index for the skipped-lines total (most files have none), and latency counts per model
+    (percentiles from cumulative counts instead of sorting every request)."""
+    db.execute_sql("CREATE INDEX IF NOT EXISTS files_skipped ON files (host, skipped_lines) WHERE skipped_lines > 0")
+
+    class Frozen(Model):
+        class Meta:
+            database = db
+
+    class LatencyCount(Frozen):
+        model = TextField()
+        latency_ms = BigIntegerField()
+        n = BigIntegerField(default=0)
+
+        class Meta:
+            table_name = "latency_counts"
+            primary_key = False
+            indexes = ((("model", "latency_ms"), True),)
+
+    db.create_tables([LatencyCount])
+
+
+m007_stats_indexes_and_latency_counts.rebuilds_rollups = True  # type: ignore[attr-defined]
+
+
 def _migrator(db: Database) -> SchemaMigrator:
     from peewee import PostgresqlDatabase
     if isinstance(db, PostgresqlDatabase):

@@ -343,6 +343,8 @@ class Reports:
         """Response latency per value of `column` ("session_id" or "model"): `{"median": ms, "p95": ms}` over
         the filtered requests whose latency is known. One query fetches every known latency ordered by
         (column, latency); percentiles are computed in Python (portable across SQLite and PostgreSQL)."""
+        if column == "model" and not extra_where and filters.is_unfiltered():
+            return self._model_latency_from_counts()
         known = "latency_ms IS NOT NULL"
         where = f"{extra_where} AND {known}" if extra_where else known
         rows = self._rows(f"{column}, latency_ms", filters, extra_where=where, extra_args=list(extra_args or []),
@@ -351,6 +353,18 @@ class Reports:
         for key, group in itertools.groupby(rows, key=lambda r: r[0]):
             values = [int(r[1]) for r in group]
             out[key] = {"median": percentile(values, 50), "p95": percentile(values, 95)}
+        return out
+
+    def _model_latency_from_counts(self) -> dict[str, dict[str, float | None]]:
+        """All-time latency percentiles per model from the `latency_counts` rollup: the same interpolation
+        as `percentile`, reading the two ranks around each position off cumulative counts."""
+        out: dict[str, dict[str, float | None]] = {}
+        rows = self.db.execute_sql("SELECT model, latency_ms, n FROM latency_counts ORDER BY model, latency_ms")
+        for model, group in itertools.groupby(rows, key=lambda r: r[0]):
+            values = [(int(ms), int(n)) for _, ms, n in group]
+            total = sum(n for _, n in values)
+            out[model] = {"median": _percentile_from_counts(values, total, 50),
+                          "p95": _percentile_from_counts(values, total, 95)}
         return out
 
     def running_sessions(self) -> set[str]:
@@ -456,9 +470,9 @@ class Reports:
                                  group=" GROUP BY model, project")
         return [{"model": m, "project": p, **_rounded(add_sums(empty_fields(), sums))} for m, p, *sums in rows]
 
-    def ingest_state(self) -> dict[str, Any]:
-        """What the writers left in meta: `last_ingest`, each daemon's heartbeat (`daemon:<host>`), and the
-        lines skipped as unreadable per host (sum of files.skipped_lines)."""
+    def ingest_state(self, skipped: bool = True) -> dict[str, Any]:
+        """What the writers left in meta: `last_ingest`, each daemon's heartbeat (`daemon:<host>`), and (if
+        `skipped`) the lines skipped as unreadable per host (sum of files.skipped_lines)."""
         last_ingest = None
         daemons: dict[str, Any] = {}
         for key, value in self.db.execute_sql(
@@ -473,9 +487,9 @@ class Reports:
                 last_ingest = parsed
             else:
                 daemons[key.split(":", 1)[1]] = parsed
-        skipped = {h: int(n or 0) for h, n in self.db.execute_sql(
-            "SELECT host, SUM(skipped_lines) FROM files GROUP BY host")}
-        return {"last_ingest": last_ingest, "daemons": daemons, "skipped_lines": skipped}
+        per_host = {h: int(n or 0) for h, n in self.db.execute_sql(        # the partial index of m007
+            "SELECT host, SUM(skipped_lines) FROM files WHERE skipped_lines > 0 GROUP BY host")} if skipped else {}
+        return {"last_ingest": last_ingest, "daemons": daemons, "skipped_lines": per_host}
 
     def report(self, kind: str, filters: Filters) -> dict[str, Any]:
         """Dispatch by report name (one of KINDS)."""
@@ -518,6 +532,24 @@ def percentile(ordered: list[int], q: float) -> float | None:
     lo = int(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 1)
+
+
+def _percentile_from_counts(values: list[tuple[int, int]], total: int, q: float) -> float | None:
+    """`percentile` over a sorted multiset given as (value, count) pairs."""
+    if total <= 0:
+        return None
+    pos = (total - 1) * q / 100
+    lo_rank, hi_rank = int(pos), min(int(pos) + 1, total - 1)
+    lo = hi = None
+    seen = 0
+    for value, n in values:
+        if lo is None and lo_rank < seen + n:
+            lo = value
+        if hi_rank < seen + n:
+            hi = value
+            break
+        seen += n
+    return round(lo + (hi - lo) * (pos - int(pos)), 1)
 
 
 def _offset_ms(ms: int, tz: dt.tzinfo) -> int:

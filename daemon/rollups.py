@@ -1,6 +1,7 @@
 """Rollups the reports read instead of scanning every request: per 15-minute bucket × host × project ×
 model sums (`usage_buckets`), the same without the bucket for all-time figures (`usage_totals`), and
-per-session sums with first and last activity (`session_stats`).
+per-session sums with first and last activity (`session_stats`), and how many requests of each model
+took each latency (`latency_counts`, for exact percentiles without a sort).
 
 Contract: ingest calls `apply(store, plus, minus)` in the same transaction that changes `requests`, with
 the rows it added (or the new versions of rows it replaced) in `plus` and the rows it removed (or the old
@@ -26,6 +27,7 @@ _C = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
 _TOKENS = [_C[c] for c in ("input_tokens", "output_tokens", "cache_write_5m", "cache_write_1h", "cache_read")]
 _TS, _HOST, _PROJECT, _MODEL, _SESSION = (_C[c] for c in ("ts_ms", "host", "project", "model", "session_id"))
 _COST, _LOGGED, _PRICED = _C["cost_usd"], _C["logged_cost_usd"], _C["priced"]
+_LATENCY = _C["latency_ms"]
 
 
 def _add(acc: dict, row: tuple, sign: int) -> None:
@@ -54,7 +56,8 @@ def apply(store: Store, plus: Iterable[tuple], minus: Iterable[tuple]) -> None:
     buckets: dict[tuple, list] = {}
     sessions: dict[str, list] = {}          # session -> SUM_COLUMNS deltas
     spans: dict[str, list[int]] = {}        # session -> [min ts, max ts] of the rows added
-    for row in plus:
+    plus_rows = list(plus)
+    for row in plus_rows:
         _add(buckets, row, 1)
         _add_to(sessions, row[_SESSION], row, 1)
         span = spans.setdefault(row[_SESSION], [row[_TS], row[_TS]])
@@ -70,6 +73,19 @@ def apply(store: Store, plus: Iterable[tuple], minus: Iterable[tuple]) -> None:
         if per_table:
             _upsert(store, table, keys, per_table)
     db, p = store.db, store.db.param
+    latencies: dict[tuple[str, int], int] = {}
+    for rows, sign in ((plus_rows, 1), (minus_rows, -1)):
+        for row in rows:
+            if row[_LATENCY] is not None:
+                k = (row[_MODEL], row[_LATENCY])
+                latencies[k] = latencies.get(k, 0) + sign
+    changed_latencies = [(m, ms, n) for (m, ms), n in latencies.items() if n]
+    if changed_latencies:
+        db.cursor().executemany(
+            f"INSERT INTO latency_counts (model, latency_ms, n) VALUES ({p}, {p}, {p}) "
+            "ON CONFLICT (model, latency_ms) DO UPDATE SET n = latency_counts.n + excluded.n", changed_latencies)
+        if minus_rows:
+            db.execute_sql("DELETE FROM latency_counts WHERE n <= 0")
     if sessions:
         cols = ("session_id",) + SUM_COLUMNS + ("first_ms", "last_ms")
         sets = ", ".join(f"{c} = session_stats.{c} + excluded.{c}" for c in SUM_COLUMNS)
@@ -114,8 +130,10 @@ _REBUILD_SUMS = ("COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cache_wri
 
 def rebuild(db: Database) -> None:
     """Recompute every rollup from `requests` (migration backfill; repair)."""
-    for table in ("usage_buckets", "usage_totals", "session_stats"):
+    for table in ("usage_buckets", "usage_totals", "session_stats", "latency_counts"):
         db.execute_sql(f"DELETE FROM {table}")
+    db.execute_sql("INSERT INTO latency_counts (model, latency_ms, n) SELECT model, latency_ms, COUNT(*) "
+                   "FROM requests WHERE latency_ms IS NOT NULL GROUP BY model, latency_ms")
     bucket = f"ts_ms / {BUCKET_MS} * {BUCKET_MS}"   # no %: psycopg2 reads it as a placeholder
     db.execute_sql(f"INSERT INTO usage_buckets ({', '.join(KEY_COLUMNS + SUM_COLUMNS)}) "
                    f"SELECT {bucket}, host, project, model, {_REBUILD_SUMS} "

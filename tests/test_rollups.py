@@ -23,6 +23,7 @@ ROLLUP_QUERIES = {
     "usage_totals": "SELECT host, project, model, requests, input_tokens, output_tokens, cache_write_5m, "
                     "cache_write_1h, cache_read, cost_calc, cost_auto, cost_display, "
                     "unpriced FROM usage_totals",
+    "latency_counts": "SELECT model, latency_ms, n FROM latency_counts",
     "session_stats": "SELECT session_id, requests, first_ms, last_ms, input_tokens, output_tokens, cache_write_5m, "
                      "cache_write_1h, cache_read, cost_calc, cost_auto, cost_display, unpriced FROM session_stats",
 }
@@ -103,8 +104,21 @@ def test_migration_backfills_rollups_from_existing_requests(nasty_corpus, tmp_pa
     store = open_store(url)
     Ingester(store, [nasty_corpus], host="h").catch_up()
     before = snapshot(store)
-    for table in ("usage_buckets", "usage_totals", "session_stats"):
+    for table in ("usage_buckets", "usage_totals", "session_stats", "latency_counts"):
         store.db.execute_sql(f"DROP TABLE {table}")
-    store.db.execute_sql("DELETE FROM _migrations WHERE name IN ('m004_rollups', 'm006_session_sums')")
-    assert run_migrations(store.db) == ["m004_rollups", "m006_session_sums"]
+    store.db.execute_sql("DROP INDEX files_skipped")
+    store.db.execute_sql("DELETE FROM _migrations WHERE name IN ('m004_rollups', 'm006_session_sums', "
+                         "'m007_stats_indexes_and_latency_counts')")
+    assert run_migrations(store.db) == ["m004_rollups", "m006_session_sums", "m007_stats_indexes_and_latency_counts"]
     assert snapshot(store) == before
+
+
+def test_model_latency_percentiles_from_counts_equal_the_sorted_scan(nasty_corpus, tmp_path):
+    """All-time per-model latency comes from the latency_counts rollup; it must equal the exact
+    percentiles of the sorted latencies (the path every filtered report still takes)."""
+    store = open_store("sqlite:///" + str(tmp_path / "lat.db"))
+    Ingester(store, [nasty_corpus], host="h").catch_up()
+    reports = Reports(store)
+    from_counts = reports.latency_by("model", Filters())
+    scanned = reports.latency_by("model", Filters(), "latency_ms >= 0")      # forces the scan
+    assert from_counts and from_counts == scanned

@@ -108,7 +108,7 @@ class UsageAPI:
         if ledger["first_ms"] is not None:
             first_day = dt.datetime.fromtimestamp(ledger["first_ms"] / 1000, f.tz).date()
             history_days = max(0, (today - first_day).days)
-        last_ingest = self.reports.ingest_state()["last_ingest"] or {}
+        last_ingest = self.reports.ingest_state(skipped=False)["last_ingest"] or {}
         return {
             "totals": self.reports.totals(f),
             "today": {"date": today.isoformat(),
