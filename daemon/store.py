@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import namedtuple
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,9 @@ class FileState:
     def values(self) -> tuple:
         return tuple(getattr(self, c) for c in FILE_COLUMNS)
 
+
+FileRow = namedtuple("FileRow", FILE_COLUMNS)
+"""A stored file state as a plain tuple (same fields as FileState; `missing` may be 0/1)."""
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -235,6 +239,13 @@ class Store:
             ids = self.file_states(new[0].host, [s.path for s in new])
             for s in new:
                 s.id = ids[s.path].id
+
+    def file_rows(self, host: str) -> dict[str, "FileRow"]:
+        """Every stored file of this host as a light read-only row (a catch-up compares each with a stat)."""
+        cols = ", ".join(f'"{c}"' for c in FILE_COLUMNS)
+        rows = self.db.execute_sql(f"SELECT {cols} FROM files WHERE host = {self.db.param}", (host,))
+        make = FileRow._make
+        return {row[2]: make(row) for row in rows}
 
     def set_missing(self, file_ids: Sequence[int], missing: bool) -> None:
         for chunk in chunked(list(file_ids), _LOOKUP_CHUNK):
