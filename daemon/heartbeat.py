@@ -10,6 +10,10 @@ from typing import Any
 
 from .config import data_dir
 
+STALE_MS = 75_000
+"""A daemon whose newest heartbeat is older than this is not running (it writes its file every ~5 s and the
+database copy every 30 s)."""
+
 
 def state_file() -> Path:
     """The daemon's heartbeat file in the data dir."""

@@ -11,8 +11,8 @@ import logging
 import time
 from typing import Callable
 
-from peewee import (AutoField, BigIntegerField, BooleanField, Database, DoubleField, IntegerField, Model,
-                    TextField)
+from peewee import (AutoField, BigIntegerField, BooleanField, Database, DoubleField, Field, IntegerField,
+                    Model, TextField)
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,16 @@ def m003_latency_and_processes(db: Database, migrator: SchemaMigrator) -> None:
     db.create_tables([ProcessSample, ProcessMinute])
 
 
+def _rollup_sum_fields() -> list[tuple[str, Field]]:
+    """The sum columns every rollup table carries (fresh Field objects on each call). Frozen: a later
+    change to the rollups adds a migration, it never edits this list."""
+    return [("requests", BigIntegerField(default=0)), ("input_tokens", BigIntegerField(default=0)),
+            ("output_tokens", BigIntegerField(default=0)), ("cache_write_5m", BigIntegerField(default=0)),
+            ("cache_write_1h", BigIntegerField(default=0)), ("cache_read", BigIntegerField(default=0)),
+            ("cost_calc", DoubleField(default=0.0)), ("cost_auto", DoubleField(default=0.0)),
+            ("cost_display", DoubleField(default=0.0)), ("unpriced", BigIntegerField(default=0))]
+
+
 @migration
 def m004_rollups(db: Database, migrator: SchemaMigrator) -> None:
     """Rollups for fast reports (see daemon/rollups.py), backfilled from the requests already stored."""
@@ -169,41 +179,23 @@ def m004_rollups(db: Database, migrator: SchemaMigrator) -> None:
         class Meta:
             database = db
 
-    class UsageBucket(Frozen):
+    RollupSums = type("RollupSums", (Frozen,), {"__module__": __name__, **dict(_rollup_sum_fields())})
+
+    class UsageBucket(RollupSums):
         bucket_ms = BigIntegerField()
         host = TextField()
         project = TextField()
         model = TextField()
-        requests = BigIntegerField(default=0)
-        input_tokens = BigIntegerField(default=0)
-        output_tokens = BigIntegerField(default=0)
-        cache_write_5m = BigIntegerField(default=0)
-        cache_write_1h = BigIntegerField(default=0)
-        cache_read = BigIntegerField(default=0)
-        cost_calc = DoubleField(default=0.0)
-        cost_auto = DoubleField(default=0.0)
-        cost_display = DoubleField(default=0.0)
-        unpriced = BigIntegerField(default=0)
 
         class Meta:
             table_name = "usage_buckets"
             primary_key = False
             indexes = ((("bucket_ms", "host", "project", "model"), True),)
 
-    class UsageTotal(Frozen):
+    class UsageTotal(RollupSums):
         host = TextField()
         project = TextField()
         model = TextField()
-        requests = BigIntegerField(default=0)
-        input_tokens = BigIntegerField(default=0)
-        output_tokens = BigIntegerField(default=0)
-        cache_write_5m = BigIntegerField(default=0)
-        cache_write_1h = BigIntegerField(default=0)
-        cache_read = BigIntegerField(default=0)
-        cost_calc = DoubleField(default=0.0)
-        cost_auto = DoubleField(default=0.0)
-        cost_display = DoubleField(default=0.0)
-        unpriced = BigIntegerField(default=0)
 
         class Meta:
             table_name = "usage_totals"
@@ -236,12 +228,8 @@ def m005_drop_redundant_indexes(db: Database, migrator: SchemaMigrator) -> None:
 @migration
 def m006_session_sums(db: Database, migrator: SchemaMigrator) -> None:
     """Token and cost sums per session, so the sessions list is a read of one small table."""
-    migrate(*[migrator.add_column("session_stats", name, field) for name, field in (
-        ("input_tokens", BigIntegerField(default=0)), ("output_tokens", BigIntegerField(default=0)),
-        ("cache_write_5m", BigIntegerField(default=0)), ("cache_write_1h", BigIntegerField(default=0)),
-        ("cache_read", BigIntegerField(default=0)), ("cost_calc", DoubleField(default=0.0)),
-        ("cost_auto", DoubleField(default=0.0)), ("cost_display", DoubleField(default=0.0)),
-        ("unpriced", BigIntegerField(default=0)))])
+    migrate(*[migrator.add_column("session_stats", name, field) for name, field in _rollup_sum_fields()
+              if name != "requests"])
 
 
 m006_session_sums.rebuilds_rollups = True  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ from .watcher import HintHandler, start_observer
 log = logging.getLogger(__name__)
 
 SHUTDOWN_S = 4.0
+DB_HEARTBEAT_MS = 30_000
 
 
 def _is_loopback(host: str) -> bool:
@@ -64,6 +65,8 @@ class Daemon:
         self.server_thread: threading.Thread | None = None
         self.web_url: str | None = None
         self.started_ms = int(time.time() * 1000)
+        self._last_db_beat = 0
+        self._last_error: str | None = None
 
     def _heartbeat(self, extra: dict[str, Any] | None = None) -> None:
         info = {"pid": os.getpid(), "started_ms": self.started_ms, "heartbeat_ms": int(time.time() * 1000),
@@ -72,7 +75,13 @@ class Daemon:
                 "roots": [str(r) for r in self.roots], "db": self.url, **(extra or {})}
         text = json.dumps(info)
         write_state_file(text)            # readable by `status` even while the database is unreachable
-        self.store.set_meta(f"daemon:{self.host}", text)
+        # the database copy (seen by other hosts and the web) is refreshed less often: an idle daemon
+        # should not commit a transaction every few seconds
+        important = bool(extra and (extra.get("stopped") or extra.get("last_error") != self._last_error))
+        if important or info["heartbeat_ms"] - self._last_db_beat >= DB_HEARTBEAT_MS:
+            self.store.set_meta(f"daemon:{self.host}", text)
+            self._last_db_beat = info["heartbeat_ms"]
+            self._last_error = (extra or {}).get("last_error")
 
     def start(self) -> None:
         self.worker.start()

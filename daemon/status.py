@@ -81,7 +81,8 @@ def _local_daemon_state() -> dict[str, Any] | None:
 def _alive(daemon: dict[str, Any]) -> bool:
     """A daemon is running when its heartbeat is fresh (it writes one every few seconds)."""
     beat = daemon.get("heartbeat_ms") or 0
-    return dt.datetime.now(dt.timezone.utc).timestamp() * 1000 - beat < 30_000 and not daemon.get("stopped")
+    from .heartbeat import STALE_MS
+    return dt.datetime.now(dt.timezone.utc).timestamp() * 1000 - beat < STALE_MS and not daemon.get("stopped")
 
 
 def render_status(info: dict[str, Any], out: TextIO) -> None:

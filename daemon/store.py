@@ -74,7 +74,6 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",
     "cache_size": -32_000,      # 32 MB page cache
     "temp_store": "memory",
-    "mmap_size": 256 << 20,     # reads share the OS page cache: a new connection starts warm
 }
 
 _LOOKUP_CHUNK = 500

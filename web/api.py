@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from daemon import __version__
 from daemon.reports import (KINDS, SESSION_SQL_SORTS, Filters, ReportError, Reports, TOKEN_FIELDS, local_tz,
                             parse_day)
+from daemon.heartbeat import STALE_MS
 from daemon.store import Store
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class UsageAPI:
             ms = beat.get("heartbeat_ms")
             daemons[host] = {"heartbeat_at": _iso(ms) if isinstance(ms, int) else None,
                              "lag_ms": beat.get("lag_ms"),
-                             "running": isinstance(ms, int) and now - ms < 30_000 and not beat.get("stopped")}
+                             "running": isinstance(ms, int) and now - ms < STALE_MS and not beat.get("stopped")}
         last = state["last_ingest"] or {}
         return {"status": "ok", "version": __version__,
                 "database": "postgresql" if self.store.is_postgres else "sqlite",
