@@ -44,3 +44,23 @@ def test_parallel_catch_up_writes_the_same_ledger_as_serial(corpus, tmp_path, mo
     assert_daily_matches(Reports(parallel).period("daily", Filters()), truth)
     again = Ingester(parallel, [corpus], host="h").catch_up()
     assert (again.files_read, again.new_requests, again.updated_requests) == (0, 0, 0)
+
+
+def test_parallel_catch_up_from_a_threaded_process_uses_spawned_workers(corpus, tmp_path, monkeypatch):
+    """The daemon has threads, so its workers are spawned (fork is unsafe there): same ledger."""
+    import threading
+    serial = open_store("sqlite:///" + str(tmp_path / "serial.db"))
+    monkeypatch.setenv("CCTALLY_WORKERS", "1")
+    Ingester(serial, [corpus], host="h").catch_up()
+    monkeypatch.setenv("CCTALLY_WORKERS", "2")
+    monkeypatch.setenv("CCTALLY_PARALLEL_MIN_BYTES", "1")
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, name="stand-in-daemon-thread")
+    other.start()
+    try:
+        spawned = open_store("sqlite:///" + str(tmp_path / "spawned.db"))
+        Ingester(spawned, [corpus], host="h").catch_up()
+    finally:
+        release.set()
+        other.join()
+    assert ledger(spawned) == ledger(serial)
