@@ -12,7 +12,7 @@ from typing import Iterator
 from peewee import Database
 
 from . import migrations, rollups
-from .store import REQUEST_COLUMNS, Store, connect
+from .store import REQUEST_COLUMNS, Store, connect, merge_request_rows
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,6 @@ FILE_COLUMNS = ("host", "path", "root", "dev", "inode", "size", "offset", "mtime
                 "lines", "skipped_lines", "requests_seen", "resets", "first_seen_ms", "last_ingest_ms", "missing")
 MINUTE_COLUMNS = ("host", "minute_ms", "pid", "started_ms", "name", "project", "session_id", "samples",
                   "cpu_avg", "cpu_max", "rss_avg", "rss_max")
-_I_TS, _I_RANK, _I_LAT = (REQUEST_COLUMNS.index(c) for c in ("ts_ms", "copy_rank", "latency_ms"))
 _I_FILE = REQUEST_COLUMNS.index("file_id")
 
 
@@ -105,12 +104,9 @@ def copy_ledger(source_url: str, target_url: str) -> CopyResult:
                 if old is None:
                     inserts.append(tuple(row))
                     continue
-                merged = list(row) if row[_I_RANK] > old[_I_RANK] else list(old)
-                merged[_I_TS] = min(old[_I_TS], row[_I_TS])
-                known = [v for v in (old[_I_LAT], row[_I_LAT]) if v is not None]
-                merged[_I_LAT] = min(known) if known else None
-                if tuple(merged) != tuple(old):
-                    updates.append(tuple(merged))
+                merged = merge_request_rows(old, row, new_wins_tie=False)
+                if merged is not None:
+                    updates.append(merged)
                     replaced.append(old)
                 else:
                     result.requests_unchanged += 1

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 from peewee import IntegrityError
 
 from . import rollups
-from .store import REQUEST_COLUMNS, FileRow, FileState, Store
+from .store import REQUEST_COLUMNS, FileRow, FileState, Store, merge_request_rows
 from .tailer import Change, classify, fingerprints, read_lines, DEFAULT_BATCH_BYTES
 from .transcript import LineKind, UsageRecord, parse_line, user_line_stamp
 
@@ -37,9 +37,8 @@ Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes to do) while catching up."""
 
 _COL = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
-_I_KEY, _I_MID, _I_RID, _I_SIDE = _COL["key"], _COL["message_id"], _COL["request_id"], _COL["is_sidechain"]
-_I_TS, _I_RANK, _I_FILE = _COL["ts_ms"], _COL["copy_rank"], _COL["file_id"]
-_I_LAT = _COL["latency_ms"]
+_I_KEY, _I_MID, _I_RID = _COL["key"], _COL["message_id"], _COL["request_id"]
+_I_FILE = _COL["file_id"]
 _SKIP_DIRS = {"tool-results"}
 _WRITE_RETRIES = 5
 PARALLEL_MIN_BYTES = 32 << 20      # a catch-up this large is parsed by worker processes
@@ -590,20 +589,11 @@ class Ingester:
             if old is None:
                 inserts.append(self._row(r, file_id, now))
                 continue
-            latency = _min_known(old[_I_LAT], r.latency_ms)
             # a tie goes to the later line of the same file (as within a batch, so batch cuts and
             # crashes cannot change the result); across files the copy read first stays
-            if r.copy_rank > old[_I_RANK] or (r.copy_rank == old[_I_RANK] and old[_I_FILE] == file_id):
-                row = list(self._row(r, file_id, now))
-                row[_COL["ingested_ms"]] = old[_COL["ingested_ms"]]
-            elif r.ts_ms < old[_I_TS] or latency != old[_I_LAT]:
-                row = list(old)
-            else:
-                continue
-            row[_I_TS] = min(old[_I_TS], r.ts_ms)
-            row[_I_LAT] = latency
-            if tuple(row) != tuple(old):
-                updates.append(tuple(row))
+            row = merge_request_rows(old, self._row(r, file_id, now), new_wins_tie=old[_I_FILE] == file_id)
+            if row is not None:
+                updates.append(row)
                 replaced.append(old)
         store.delete_requests([row[_I_KEY] for row in deleted])
         store.insert_requests(inserts)

@@ -294,6 +294,23 @@ def open_store(url: str, migrate: bool = True) -> Store:
     return store
 
 
+_M_RANK, _M_TS, _M_LAT, _M_ING = (REQUEST_COLUMNS.index(c) for c in ("copy_rank", "ts_ms", "latency_ms", "ingested_ms"))
+
+
+def merge_request_rows(old: Sequence[Any], new: Sequence[Any], new_wins_tie: bool) -> tuple | None:
+    """The stored row `old` after meeting another copy `new` of the same request (REQUEST_COLUMNS order):
+    every field from the copy with the higher copy_rank (a tie: `new` when `new_wins_tie`), the earliest
+    ts_ms, the smallest known latency and the first ingested_ms. None when that is `old` unchanged."""
+    take_new = new[_M_RANK] > old[_M_RANK] or (new_wins_tie and new[_M_RANK] == old[_M_RANK])
+    row = list(new if take_new else old)
+    row[_M_TS] = min(old[_M_TS], new[_M_TS])
+    known = [v for v in (old[_M_LAT], new[_M_LAT]) if v is not None]
+    row[_M_LAT] = min(known) if known else None
+    row[_M_ING] = old[_M_ING]
+    merged = tuple(row)
+    return None if merged == tuple(old) else merged
+
+
 def row_dict(row: Sequence[Any]) -> dict[str, Any]:
     """A REQUEST_COLUMNS-ordered tuple as a dict."""
     return dict(zip(REQUEST_COLUMNS, row))
