@@ -65,6 +65,13 @@ class IngestSummary:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: "IngestSummary") -> None:
+        """Fold another pass's counts into this one (time and files seen are the caller's)."""
+        for name in ("files_read", "files_missing", "files_reset", "new_requests", "updated_requests",
+                     "skipped_lines", "bytes_read"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
     def line(self) -> str:
         return (f"{self.files_seen} files ({self.files_read} read), {self.new_requests} new requests, "
                 f"{self.updated_requests} updated, {self.skipped_lines} skipped lines, "
@@ -145,6 +152,14 @@ def _walk(starts: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
                     continue
     found.sort(key=lambda rp: rp[1])
     return found
+
+
+def _resume_point(state: FileState | FileRow | None, change: Change) -> tuple[int, int]:
+    """(byte offset, 1-based line number) to read a file from: where the last pass stopped, unless the
+    file is new or must be re-read from the start."""
+    if change is not Change.APPENDED or state is None:
+        return 0, 1
+    return state.offset, state.lines + 1
 
 
 def _project_fallback(root: Path, path: str) -> str:
@@ -312,8 +327,7 @@ class Ingester:
                 found_again.append(state)        # back exactly as it was (its dir moved out and back)
             if change in (Change.UNCHANGED, Change.GONE) or st is None:
                 continue
-            start = 0 if change in (Change.NEW, Change.RESET) or state is None else state.offset
-            total += max(0, st.st_size - start)
+            total += max(0, st.st_size - _resume_point(state, change)[0])
             work.append((root, path, state, change, st))
         gone = [s for s in known.values() if not s.missing]   # tracked but no longer under any root
         if found_again or gone:
@@ -357,7 +371,7 @@ class Ingester:
             else "spawn"
         groups: list[tuple[list, int]] = []          # files handed to a worker together, ~CHUNK_BYTES each
         for item in work:
-            size = max(0, item[4].st_size - (0 if item[3] is not Change.APPENDED else item[2].offset))
+            size = max(0, item[4].st_size - _resume_point(item[2], item[3])[0])
             if not groups or groups[-1][1] >= CHUNK_BYTES:
                 groups.append(([], 0))
             groups[-1][0].append(item)
@@ -374,10 +388,8 @@ class Ingester:
                     items, size = group
                     tasks = []
                     for root, path, state, change, st in items:
-                        fresh = change is not Change.APPENDED or state is None
-                        tasks.append((path, 0 if fresh else state.offset, 1 if fresh else state.lines + 1,
-                                      self.batch_bytes, int(st.st_mtime_ns // 1_000_000),
-                                      _project_fallback(root, path)))
+                        tasks.append((path, *_resume_point(state, change), self.batch_bytes,
+                                      int(st.st_mtime_ns // 1_000_000), _project_fallback(root, path)))
                     inflight.append((items, size, pool.submit(_parse_files, tasks)))
                     queued += size
                 if not inflight:
@@ -435,12 +447,7 @@ class Ingester:
         total = IngestSummary()
         for root in self.roots:
             for _, path in discover_under(root, directory):
-                one = self.ingest_path(path)
-                total.files_read += one.files_read
-                total.new_requests += one.new_requests
-                total.updated_requests += one.updated_requests
-                total.skipped_lines += one.skipped_lines
-                total.bytes_read += one.bytes_read
+                total.add(self.ingest_path(path))
         return total
 
     # ---- reading one file into pending batches
@@ -452,8 +459,7 @@ class Ingester:
         if reset:
             summary.files_reset += 1
             log.info("re-reading %s from the start (truncated, rewritten or replaced)", path)
-        start = 0 if (reset or state is None) else state.offset
-        line_no = 1 if (reset or state is None) else state.lines + 1
+        start, line_no = _resume_point(state, change)
         summary.files_read += 1
         batches = parsed if parsed is not None else parse_file(
             path, start, line_no, self.batch_bytes, int(st.st_mtime_ns // 1_000_000),

@@ -222,15 +222,12 @@ class Reports:
             add_sums(periods.setdefault(name, empty_fields()), sums)
             add_sums(by_model.setdefault(name, {}).setdefault(model, empty_fields()), sums)
         out = []
-        totals = empty_fields()
         for name in sorted(periods):
             fields = _rounded(periods[name])
-            for k in TOKEN_FIELDS:
-                totals[k] += fields[k]
             models = by_model[name]
             out.append({label: name, **fields, "models": sorted(models),
                         "model_breakdowns": [{"model": m, **_rounded(models[m])} for m in sorted(models)]})
-        return {kind: out, "totals": _rounded(totals)}
+        return {kind: out, "totals": _sum_rows(out)}
 
     def _local_days(self, filters: Filters) -> list[tuple[dt.date, str, tuple]]:
         """(local date, model, sums) rows, summed by the database.
