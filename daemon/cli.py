@@ -7,8 +7,7 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import __version__
 from .config import DEFAULT_HOST, DEFAULT_PORT, NoClaudeRootsError

@@ -12,11 +12,9 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from .config import claude_roots, database_url, host_id
@@ -154,10 +152,3 @@ def run_daemon(args: argparse.Namespace) -> int:
         pass
     daemon.stop()
     return 0
-
-
-def free_port() -> int:
-    """A free loopback TCP port (for tests and benches)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -309,8 +309,3 @@ def merge_request_rows(old: Sequence[Any], new: Sequence[Any], new_wins_tie: boo
     row[_M_ING] = old[_M_ING]
     merged = tuple(row)
     return None if merged == tuple(old) else merged
-
-
-def row_dict(row: Sequence[Any]) -> dict[str, Any]:
-    """A REQUEST_COLUMNS-ordered tuple as a dict."""
-    return dict(zip(REQUEST_COLUMNS, row))

@@ -152,11 +152,6 @@ def copy_rank(embedded: bool, output_tokens: int, total_tokens: int, has_speed: 
             | min(total_tokens, _MAX_INT30) << 1 | (1 if has_speed else 0))
 
 
-def is_msg_id(message_id: str | None) -> bool:
-    """A genuine Anthropic message id (`msg_…`), unique per API response."""
-    return bool(message_id) and message_id.startswith("msg_")
-
-
 def request_key(message_id: str | None, request_id: str | None, session_id: str,
                 uuid: str | None, raw: bytes) -> str:
     """The dedup key of FORMAT-NOTES 5.4: (message.id, requestId), else (sessionId, message.id),
