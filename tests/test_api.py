@@ -16,7 +16,7 @@ import fixtures_lines as fl
 from daemon.cli import main
 from daemon.config import database_url
 from daemon.store import open_store
-from truth import as_truth, assert_daily_matches, generate, truth_fields
+from truth import as_truth, assert_daily_matches, generate, truth_fields, ingest_corpus
 from web import create_app
 
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_creation_5m_tokens",
@@ -34,9 +34,7 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def truth(corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The corpus ingested for real into this test's (tmp) database; returns its truth."""
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(corpus_dir))
-    assert main(["ingest"]) == 0
-    return json.loads((corpus_dir / "truth.json").read_text())
+    return ingest_corpus(corpus_dir, monkeypatch)
 
 
 @pytest.fixture

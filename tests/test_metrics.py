@@ -12,7 +12,7 @@ import fixtures_lines as fl
 from daemon.cli import main
 from daemon.config import database_url
 from daemon.store import open_store
-from truth import generate
+from truth import generate, ingest_corpus
 from web import create_app
 
 TYPES = {"input": "input", "output": "output", "cache_creation_5m": "cache_write_5m",
@@ -28,9 +28,7 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def truth(corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(corpus_dir))
-    assert main(["ingest"]) == 0
-    return json.loads((corpus_dir / "truth.json").read_text())
+    return ingest_corpus(corpus_dir, monkeypatch)
 
 
 @pytest.fixture

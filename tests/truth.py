@@ -48,3 +48,12 @@ def assert_daily_matches(report: dict[str, Any], truth: dict[str, Any]) -> None:
     want = {day: truth_fields(v) for day, v in truth["by_day_utc"].items()}
     assert got == want
     assert as_truth(report["totals"]) == truth_fields(truth["totals"])
+
+
+def ingest_corpus(corpus_dir: Path, monkeypatch: Any) -> dict[str, Any]:
+    """Point CLAUDE_CONFIG_DIR at `corpus_dir`, run the real `cctally ingest` into the test's database,
+    and return the corpus truth."""
+    from daemon.cli import main
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(corpus_dir))
+    assert main(["ingest"]) == 0
+    return json.loads((corpus_dir / "truth.json").read_text())
